@@ -1,0 +1,341 @@
+"""``OpenAIEndpoint``: an OpenAI-compatible chat-completions server, over httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from ..errors import (
+    APIConnectionError,
+    APITimeoutError,
+    BackendError,
+    InvalidRequestError,
+    ProtocolError,
+    status_error_for,
+)
+from ..messages import ChatRequest, SamplingParams
+from ._wire import error_message, parse_response, parse_sse_data, retry_after_seconds
+from .base import Completion, StreamDelta
+
+__all__ = ["EndpointConfig", "OpenAIEndpoint"]
+
+logger = logging.getLogger("polyfuse")
+T = TypeVar("T")
+
+
+class EndpointConfig(BaseModel):
+    """Settings of one OpenAI-compatible endpoint (validated; see :class:`OpenAIEndpoint`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+    model: str = Field(min_length=1)
+    api_key: SecretStr | None = None
+    name: str | None = None
+    supports_n: bool | None = None
+    max_concurrency: int = Field(default=64, ge=1)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    read_timeout: float | None = Field(default=300.0, gt=0)
+    total_timeout: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    backoff_base: float = Field(default=0.5, ge=0)
+    backoff_max: float = Field(default=20.0, ge=0)
+    max_retry_after: float = Field(default=60.0, ge=0)
+    stream_usage: bool = True
+    headers: dict[str, str] = Field(default_factory=dict)
+    params: SamplingParams = SamplingParams()
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        url = value.strip().rstrip("/")
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError):
+            parsed = None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL; pass the server's base URL, "
+                "e.g. 'http://127.0.0.1:8000/v1'"
+            )
+        if url.endswith("/chat/completions"):
+            url = url[: -len("/chat/completions")]
+        return url
+
+
+@dataclass(slots=True)
+class _LoopState:
+    client: httpx.AsyncClient
+    semaphore: asyncio.Semaphore
+
+
+class OpenAIEndpoint:
+    """A chat model behind an OpenAI-compatible ``/chat/completions`` API.
+
+    Works with vLLM, SGLang, llama.cpp, Ollama, TGI, ``transformers serve`` and hosted APIs.
+    Holds one pooled :class:`httpx.AsyncClient` per event loop (a client never crosses loops),
+    bounds concurrent requests with ``max_concurrency``, retries 429/5xx/connection failures
+    with exponential backoff and jitter (honouring ``Retry-After``), and raises
+    :mod:`polyfuse.errors` types.
+
+    Args:
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``.
+        model: the model name sent in each request.
+        api_key: sent as a bearer token; stored as :class:`~pydantic.SecretStr`, never logged.
+        name: a label for results and logs (default: the model name).
+        supports_n: whether one request with ``n`` returns ``n`` choices; ``None`` learns it.
+        max_concurrency: requests in flight at once to this endpoint (per event loop).
+        connect_timeout / read_timeout / total_timeout: seconds; ``total_timeout`` bounds each
+            attempt end to end.
+        max_retries: retries after the first attempt for retryable failures.
+        params: default sampling parameters for this endpoint (e.g. its temperature).
+    """
+
+    def __init__(self, base_url: str, model: str, **settings: Any) -> None:
+        if isinstance(settings.get("params"), Mapping):
+            settings["params"] = SamplingParams.model_validate(settings["params"])
+        try:
+            self.config = EndpointConfig(base_url=base_url, model=model, **settings)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
+            raise InvalidRequestError(f"invalid endpoint settings: {details}") from None
+        self.supports_n: bool | None = self.config.supports_n
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._url = self.config.base_url + "/chat/completions"
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        headers.update(self.config.headers)
+        if self.config.api_key is not None:
+            headers["authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
+        self._headers = headers
+        self._timeout = httpx.Timeout(
+            connect=self.config.connect_timeout,
+            read=self.config.read_timeout,
+            write=self.config.read_timeout,
+            pool=None,
+        )
+
+    @property
+    def name(self) -> str:
+        """The label used in results and logs."""
+        return self.config.name or self.config.model
+
+    @property
+    def model(self) -> str:
+        """The model name sent to the server."""
+        return self.config.model
+
+    @property
+    def base_url(self) -> str:
+        """The API root."""
+        return self.config.base_url
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIEndpoint(base_url={self.base_url!r}, model={self.model!r}, name={self.name!r})"
+        )
+
+    def with_options(self, **changes: Any) -> OpenAIEndpoint:
+        """A copy with some settings changed (the copy has its own connection pools)."""
+        data = self.config.model_dump()
+        if self.config.api_key is not None:
+            data["api_key"] = self.config.api_key
+        data.update(changes)
+        base_url = data.pop("base_url")
+        model = data.pop("model")
+        return OpenAIEndpoint(base_url, model, **data)
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            limit = self.config.max_concurrency
+            client = httpx.AsyncClient(
+                timeout=self._timeout,
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                headers=self._headers,
+            )
+            state = _LoopState(client=client, semaphore=asyncio.Semaphore(limit))
+            self._states[loop] = state
+        return state
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the running event loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        state = self._states.pop(loop, None)
+        if state is not None:
+            await state.client.aclose()
+
+    # ------------------------------------------------------------------ requests
+
+    def _body(self, request: ChatRequest, *, n: int, stream: bool) -> bytes:
+        params = self.config.params.merged(request.params) if self._has_defaults else request.params
+        head: dict[str, Any] = {"model": self.config.model}
+        head.update(params.to_body())
+        if n != 1:
+            head["n"] = n
+        if stream:
+            head["stream"] = True
+            if self.config.stream_usage:
+                head["stream_options"] = {"include_usage": True}
+        encoded = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
+        return (encoded[:-1] + ',"messages":' + request.messages_json + "}").encode()
+
+    @property
+    def _has_defaults(self) -> bool:
+        return bool(self.config.params.model_fields_set)
+
+    async def complete(self, request: ChatRequest, *, n: int = 1) -> list[Completion]:
+        """Send one request asking for ``n`` choices; return the choices the server gave."""
+        body = self._body(request, n=n, stream=False)
+        state = self._state()
+        async with state.semaphore:
+            return await self._retrying(lambda: self._post(state.client, body, n))
+
+    async def _post(self, client: httpx.AsyncClient, body: bytes, n: int) -> list[Completion]:
+        started = time.perf_counter()
+        try:
+            response = await self._bounded(client.post(self._url, content=body))
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(f"timed out ({type(exc).__name__})", endpoint=self.name) from None
+        except httpx.TransportError as exc:
+            raise APIConnectionError(_transport_message(exc), endpoint=self.name) from None
+        if response.status_code >= 400:
+            raise self._status_error(response.status_code, response.content, response.headers)
+        return parse_response(
+            response.content, n=n, endpoint=self.name, latency_s=time.perf_counter() - started
+        )
+
+    async def _bounded(self, awaitable: Awaitable[T]) -> T:
+        total = self.config.total_timeout
+        if total is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, total)
+        except asyncio.TimeoutError:
+            raise APITimeoutError(
+                f"no complete answer within total_timeout={total}s", endpoint=self.name
+            ) from None
+
+    def _status_error(self, status_code: int, body: bytes, headers: httpx.Headers) -> BackendError:
+        message, decoded = error_message(body, status_code)
+        return status_error_for(
+            status_code,
+            message,
+            endpoint=self.name,
+            body=decoded,
+            retry_after=retry_after_seconds(headers.get("retry-after")),
+        )
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        retries = self.config.max_retries
+        for number in range(retries + 1):
+            try:
+                return await attempt()
+            except BackendError as exc:
+                if not exc.retryable or number >= retries:
+                    raise
+                delay = self._backoff(number, getattr(exc, "retry_after", None))
+                if delay is None:
+                    raise
+                logger.info(
+                    "%s: %s; retry %d/%d in %.2fs",
+                    self.name,
+                    type(exc).__name__,
+                    number + 1,
+                    retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
+        if retry_after is not None:
+            if retry_after > self.config.max_retry_after:
+                return None  # the server asks for longer than we are willing to wait
+            return retry_after
+        ceiling = min(self.config.backoff_max, self.config.backoff_base * (2**attempt))
+        return ceiling * (0.5 + random.random() / 2)
+
+    # ------------------------------------------------------------------ streaming
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
+        """Stream one answer. Closing the iterator closes the HTTP stream (the server stops).
+
+        Connection failures and retryable statuses are retried until the first event arrives;
+        after that, errors propagate.
+        """
+        body = self._body(request, n=1, stream=True)
+        state = self._state()
+        async with state.semaphore:
+            for number in range(self.config.max_retries + 1):
+                delivered = False
+                try:
+                    async for delta in self._stream_once(state.client, body):
+                        delivered = True
+                        yield delta
+                    return
+                except BackendError as exc:
+                    if delivered or not exc.retryable or number >= self.config.max_retries:
+                        raise
+                    delay = self._backoff(number, getattr(exc, "retry_after", None))
+                    if delay is None:
+                        raise
+                    await asyncio.sleep(delay)
+
+    async def _stream_once(
+        self, client: httpx.AsyncClient, body: bytes
+    ) -> AsyncIterator[StreamDelta]:
+        saw_done = False
+        saw_finish = False
+        try:
+            async with client.stream("POST", self._url, content=body) as response:
+                if response.status_code >= 400:
+                    content = await response.aread()
+                    raise self._status_error(response.status_code, content, response.headers)
+                content_type = response.headers.get("content-type", "")
+                if "text/event-stream" not in content_type:
+                    raise ProtocolError(
+                        f"expected an SSE stream, got content-type {content_type!r}",
+                        endpoint=self.name,
+                    )
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, event names
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        saw_done = True
+                        break
+                    delta = parse_sse_data(payload, endpoint=self.name)
+                    if delta is not None:
+                        if delta.finish_reason:
+                            saw_finish = True
+                        yield delta
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(f"timed out ({type(exc).__name__})", endpoint=self.name) from None
+        except httpx.TransportError as exc:
+            raise APIConnectionError(_transport_message(exc), endpoint=self.name) from None
+        if not saw_done and not saw_finish:
+            raise ProtocolError("the stream ended before the answer finished", endpoint=self.name)
+
+
+def _transport_message(exc: httpx.TransportError) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

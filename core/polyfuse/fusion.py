@@ -1,0 +1,275 @@
+"""``Fusion``: the engine object — sample a pool, aggregate, return a :class:`FusionResult`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from ._sampling import sample_pool
+from ._sync import iterate_sync, run_sync
+from .aggregators._contrib import contributions
+from .aggregators.base import Aggregate, AggregationContext, Aggregator
+from .aggregators.fuse import Fuse
+from .errors import AggregationError, InvalidRequestError, NoCandidatesError, PolyfuseError
+from .events import AggregationStarted, AnswerRestarted, FusedToken, FusionDone, FusionEvent
+from .messages import ChatRequest, MessageInput
+from .policy import QuorumPolicy
+from .pool import Pool
+from .prompts import PROMPT_VERSION
+from .results import AggregationRecord, CallRecord, Candidate, FusionResult
+from .usage import Usage, UsageByRole
+
+__all__ = ["Fusion"]
+
+logger = logging.getLogger("polyfuse")
+
+Prompt = str | Sequence[MessageInput] | ChatRequest
+_END = object()
+
+
+class Fusion:
+    """Sample N candidates from a pool and aggregate them into one answer.
+
+    Args:
+        pool: where candidates come from (:meth:`Pool.repeat` or :meth:`Pool.panel`).
+        aggregator: how they become one answer (default: :class:`Fuse` with the pool's first
+            backend as the fusor).
+        policy: quorum, deadline and fallback rules (default: wait for all, fall back to the
+            best surviving candidate if aggregation fails).
+
+    Example::
+
+        endpoint = OpenAIEndpoint("http://127.0.0.1:8000/v1", model="qwen")
+        fusion = Fusion(Pool.repeat(endpoint, 5))
+        result = fusion.run("Why is the sky blue?", temperature=0.8)
+        print(result.content, result.usage.total)
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        aggregator: Aggregator | None = None,
+        policy: QuorumPolicy | None = None,
+    ) -> None:
+        if not isinstance(pool, Pool):
+            raise InvalidRequestError(
+                f"pool must be a polyfuse Pool (got {type(pool).__name__}); "
+                "use Pool.repeat(backend, n) or Pool.panel([...])"
+            )
+        if aggregator is not None and not isinstance(aggregator, Aggregator):
+            raise InvalidRequestError(
+                f"aggregator must be a polyfuse Aggregator (got {type(aggregator).__name__})"
+            )
+        self.pool = pool
+        self.aggregator = aggregator if aggregator is not None else Fuse(pool.members[0].backend)
+        self.policy = policy or QuorumPolicy()
+
+    def __repr__(self) -> str:
+        return f"Fusion(pool={self.pool!r}, aggregator={self.aggregator!r})"
+
+    # ------------------------------------------------------------------ async API
+
+    async def arun(self, messages: Prompt, /, **params: Any) -> FusionResult:
+        """Fuse an answer to ``messages`` (a string, OpenAI-style messages, or a ChatRequest).
+
+        Keyword arguments are sampling parameters for the candidates (``temperature``,
+        ``max_tokens``, ``tools``, ``response_format``, ``seed``, ...).
+        """
+        return await self._execute(self._request(messages, params), None, stream_answer=False)
+
+    async def astream(self, messages: Prompt, /, **params: Any) -> AsyncIterator[FusionEvent]:
+        """Fuse while yielding events: candidates started/finished/failed, aggregation started,
+        the answer's text as :class:`FusedToken` deltas, and finally :class:`FusionDone`.
+
+        Stopping the iteration early cancels every call still in flight.
+        """
+        request = self._request(messages, params)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        task = asyncio.ensure_future(self._execute(request, queue.put_nowait, stream_answer=True))
+        task.add_done_callback(lambda _: queue.put_nowait(_END))
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                yield item
+            yield FusionDone(task.result())
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Close the connections of every backend this fusion uses (for the running loop)."""
+        await self.pool.aclose()
+        for backend in _aggregator_backends(self.aggregator):
+            await backend.aclose()
+
+    async def __aenter__(self) -> Fusion:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ sync API
+
+    def run(self, messages: Prompt, /, **params: Any) -> FusionResult:
+        """Sync :meth:`arun` (works in scripts, threads and Jupyter)."""
+        return run_sync(self.arun(messages, **params))
+
+    def stream(self, messages: Prompt, /, **params: Any) -> Iterator[FusionEvent]:
+        """Sync :meth:`astream`."""
+        return iterate_sync(self.astream(messages, **params))
+
+    # ------------------------------------------------------------------ engine
+
+    @staticmethod
+    def _request(messages: Prompt, params: dict[str, Any]) -> ChatRequest:
+        if isinstance(messages, ChatRequest):
+            return messages if not params else messages.with_params(messages.params.merged(params))
+        return ChatRequest.build(messages, **params)
+
+    async def _execute(
+        self,
+        request: ChatRequest,
+        emit: Callable[[FusionEvent], None] | None,
+        *,
+        stream_answer: bool,
+    ) -> FusionResult:
+        started = time.perf_counter()
+        candidates = await sample_pool(self.pool, request, self.policy, emit)
+        usable = [c for c in candidates if c.ok]
+        if len(usable) < self.policy.min_candidates:
+            if not usable:
+                raise NoCandidatesError(
+                    [(c.label, c.error.message if c.error else c.status) for c in candidates]
+                )
+            logger.warning(
+                "only %d of the %d candidates required succeeded; aggregating them anyway",
+                len(usable),
+                self.policy.min_candidates,
+            )
+        first_token: list[float] = []
+        streamed: list[str] = []
+
+        def on_token(delta: str) -> None:
+            if not first_token:
+                first_token.append(time.perf_counter() - started)
+            streamed.append(delta)
+            if emit is not None:
+                emit(FusedToken(delta))
+
+        if emit is not None:
+            emit(AggregationStarted(method=self.aggregator.method, candidates=len(usable)))
+        ctx = AggregationContext(
+            request=request,
+            candidates=usable,
+            pool=self.pool,
+            policy=self.policy,
+            on_token=on_token if stream_answer else None,
+        )
+        aggregate = await self._aggregate(ctx, usable, streamed, emit)
+        if not aggregate.streamed and stream_answer and aggregate.message.content:
+            on_token(aggregate.message.content)
+        record = aggregate.record
+        if (
+            self.aggregator.synthesizes
+            and record.selected is None
+            and record.contributions is None
+            and aggregate.message.content
+        ):
+            record.contributions = contributions(aggregate.message.content, usable)
+        return FusionResult.model_construct(
+            message=aggregate.message,
+            candidates=candidates,
+            aggregation=record,
+            usage=_usage(candidates, record.calls),
+            latency_s=time.perf_counter() - started,
+            ttft_s=first_token[0] if first_token else None,
+            metadata={
+                "pool": repr(self.pool),
+                "aggregator": repr(self.aggregator),
+                "n": self.pool.size,
+                "prompt_version": PROMPT_VERSION,
+            },
+        )
+
+    async def _aggregate(
+        self,
+        ctx: AggregationContext,
+        usable: list[Candidate],
+        streamed: list[str],
+        emit: Callable[[FusionEvent], None] | None,
+    ) -> Aggregate:
+        try:
+            return await self.aggregator.aggregate(ctx)
+        except PolyfuseError as exc:
+            partial = exc.record if isinstance(exc, AggregationError) else None
+            if not self.policy.fallback_on_aggregator_error:
+                if isinstance(exc, AggregationError):
+                    raise
+                raise AggregationError(
+                    f"{self.aggregator.method} failed: {exc}", record=partial
+                ) from exc
+            best = _best_surviving(usable)
+            reason = f"{type(exc).__name__}: {exc}"
+            logger.warning(
+                "aggregation failed (%s); falling back to candidate #%d", reason, best.index
+            )
+            record = AggregationRecord(
+                method=self.aggregator.method,
+                selected=best.index,
+                calls=list(partial.calls) if isinstance(partial, AggregationRecord) else [],
+                fallback_reason=f"{reason}; returned candidate #{best.index} instead",
+            )
+            if streamed and emit is not None:
+                emit(AnswerRestarted(reason=reason))
+            return Aggregate(message=best.message(), record=record, streamed=False)
+
+
+def _best_surviving(candidates: list[Candidate]) -> Candidate:
+    """The fallback: a complete answer if there is one, else any non-empty one, lowest index."""
+
+    def rank(c: Candidate) -> tuple[int, int]:
+        has_answer = bool(c.text.strip() or c.tool_calls)
+        complete = c.finish_reason in ("stop", "tool_calls", None)
+        return (0 if has_answer and complete else 1 if has_answer else 2, c.index)
+
+    return min(candidates, key=rank)
+
+
+def _usage(candidates: list[Candidate], calls: list[CallRecord]) -> UsageByRole:
+    cand = Usage.sum(c.usage for c in candidates)
+    aggregator = Usage()
+    judge = Usage()
+    for call in calls:
+        usage = call.usage if call.error is None else Usage(calls=1)
+        if call.role == "judge":
+            judge = judge + usage
+        elif call.role == "proposer":
+            cand = cand + usage
+        else:
+            aggregator = aggregator + usage
+    return UsageByRole.model_construct(candidates=cand, aggregator=aggregator, judge=judge)
+
+
+def _aggregator_backends(aggregator: Aggregator) -> list[Any]:
+    found: list[Any] = []
+    for attr in ("fusor", "selector", "aggregator"):
+        backend = getattr(aggregator, attr, None)
+        if backend is not None and hasattr(backend, "aclose"):
+            found.append(backend)
+    scorer = getattr(aggregator, "scorer", None)
+    judge = getattr(scorer, "judge", None)
+    if judge is not None and hasattr(judge, "aclose"):
+        found.append(judge)
+    return found

@@ -1,0 +1,159 @@
+"""What a fusion returns: the answer, every candidate, every call, and usage by role."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .messages import AssistantMessage, ToolCall
+from .usage import Usage, UsageByRole
+
+__all__ = [
+    "AggregationRecord",
+    "CallRecord",
+    "Candidate",
+    "CandidateStatus",
+    "ErrorInfo",
+    "FusionResult",
+]
+
+CandidateStatus = Literal["ok", "failed", "cancelled"]
+CallRole = Literal["candidate", "aggregator", "judge", "proposer"]
+
+
+class ErrorInfo(BaseModel):
+    """A failure, as data: the error type and its message (never a key)."""
+
+    type: str
+    message: str
+    status_code: int | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """Describe an exception."""
+        return cls(
+            type=type(exc).__name__,
+            message=str(exc) or type(exc).__name__,
+            status_code=getattr(exc, "status_code", None),
+        )
+
+
+class Candidate(BaseModel):
+    """One sampled answer, successful or not."""
+
+    index: int
+    backend: str
+    model: str | None = None
+    status: CandidateStatus = "ok"
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    finish_reason: str | None = None
+    usage: Usage = Usage()
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    seed: int | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the candidate produced an answer."""
+        return self.status == "ok"
+
+    @property
+    def text(self) -> str:
+        """The content, or an empty string."""
+        return self.content or ""
+
+    @property
+    def label(self) -> str:
+        """A short human label, e.g. ``#2 (vllm-a)``."""
+        return f"#{self.index} ({self.backend})"
+
+    def message(self) -> AssistantMessage:
+        """This candidate as an assistant message."""
+        return AssistantMessage(content=self.content, tool_calls=self.tool_calls)
+
+
+class CallRecord(BaseModel):
+    """One call an aggregator made (fusor, judge, selector, MoA proposer)."""
+
+    role: CallRole
+    backend: str
+    model: str | None = None
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    finish_reason: str | None = None
+    usage: Usage = Usage()
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    error: ErrorInfo | None = None
+    note: str | None = None
+
+
+class AggregationRecord(BaseModel):
+    """How the final answer was made from the candidates.
+
+    ``selected`` is the index of the chosen candidate for selection methods (and for a
+    fallback); ``contributions`` estimates, for synthesis methods, how much of the final text
+    comes from each candidate (share of the answer's word 4-grams found in it).
+    """
+
+    method: str
+    selected: int | None = None
+    scores: dict[int, float | None] | None = None
+    contributions: dict[int, float] | None = None
+    calls: list[CallRecord] = Field(default_factory=list)
+    fallback_reason: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class FusionResult(BaseModel):
+    """The outcome of one fusion; JSON-serialisable with ``model_dump_json()``."""
+
+    message: AssistantMessage
+    candidates: list[Candidate]
+    aggregation: AggregationRecord
+    usage: UsageByRole
+    latency_s: float
+    ttft_s: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def content(self) -> str:
+        """The final answer's text (empty when it is only tool calls)."""
+        return self.message.content or ""
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        """The final answer's tool calls (empty list when none)."""
+        return self.message.tool_calls or []
+
+    @property
+    def total_usage(self) -> Usage:
+        """Every call made, summed."""
+        return self.usage.total
+
+    @property
+    def succeeded(self) -> list[Candidate]:
+        """The candidates that produced an answer."""
+        return [c for c in self.candidates if c.ok]
+
+    @property
+    def failed(self) -> list[Candidate]:
+        """The candidates that failed or were cancelled."""
+        return [c for c in self.candidates if not c.ok]
+
+    @property
+    def finish_reason(self) -> str:
+        """``tool_calls`` when the answer is tool calls, else the deciding call's reason."""
+        if self.message.tool_calls:
+            return "tool_calls"
+        for call in reversed(self.aggregation.calls):
+            if call.role == "aggregator" and call.finish_reason:
+                return call.finish_reason
+        if self.aggregation.selected is not None:
+            for cand in self.candidates:
+                if cand.index == self.aggregation.selected and cand.finish_reason:
+                    return cand.finish_reason
+        return "stop"

@@ -1,0 +1,1 @@
+"""polyfuse as a LlamaIndex response synthesizer."""
