@@ -1,0 +1,56 @@
+"""Shared fixtures: a real fake OpenAI-compatible server on 127.0.0.1.
+
+One uvicorn server runs for the whole session; each test gets a fresh
+:class:`~polyfuse.testing.FakeOpenAIServer` app behind it (``fake``), or configures its own
+with ``make_fake(n_mode="reject", ...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from polyfuse.testing import FakeOpenAIServer, serve
+
+
+class _Switch:
+    """An ASGI app that forwards to whichever fake the current test installed."""
+
+    def __init__(self) -> None:
+        self.app = FakeOpenAIServer()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="session")
+def _fake_switch() -> Iterator[tuple[_Switch, str]]:
+    switch = _Switch()
+    with serve(switch) as served:
+        yield switch, served.base_url
+
+
+@pytest.fixture
+def make_fake(_fake_switch: tuple[_Switch, str]) -> Callable[..., FakeOpenAIServer]:
+    """Install a fake configured with ``FakeOpenAIServer(**kwargs)``; returns it."""
+    switch, _ = _fake_switch
+
+    def install(**kwargs: Any) -> FakeOpenAIServer:
+        switch.app = FakeOpenAIServer(**kwargs)
+        return switch.app
+
+    return install
+
+
+@pytest.fixture
+def fake(make_fake: Callable[..., FakeOpenAIServer]) -> FakeOpenAIServer:
+    """A fresh fake server with default behaviour, installed for this test."""
+    return make_fake()
+
+
+@pytest.fixture
+def fake_url(_fake_switch: tuple[_Switch, str], fake: FakeOpenAIServer) -> str:
+    """Base URL (``http://127.0.0.1:PORT/v1``) of the fake server (a fresh one per test)."""
+    return _fake_switch[1]
