@@ -1,0 +1,161 @@
+"""Measurement loops, run inside a worker process against one opened contender.
+
+Every loop returns a JSON-able dict. Time is ``time.perf_counter``; client CPU is
+``time.process_time`` of this process (user + system, all threads), which holds nothing but
+the contender, the loop and this driver; memory is the process's peak RSS
+(``resource.getrusage``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .contenders import Contender
+
+__all__ = ["burst", "current_rss_mb", "latency_series", "peak_rss_mb", "steady_load", "ttft_series"]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> float:
+    """This process's resident set size now, in MB."""
+    with open("/proc/self/statm", encoding="ascii") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * resource.getpagesize() / (1024.0 * 1024.0)
+
+
+async def latency_series(contender: Contender, *, count: int, warmup: int) -> dict[str, Any]:
+    """``count`` fusions one after another (after ``warmup`` untimed ones)."""
+    for _ in range(warmup):
+        await contender.fuse()
+    latencies: list[float] = []
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    for _ in range(count):
+        started = time.perf_counter()
+        await contender.fuse()
+        latencies.append(time.perf_counter() - started)
+    return {
+        "latencies_s": latencies,
+        "cpu_s": time.process_time() - cpu0,
+        "wall_s": time.perf_counter() - wall0,
+        "fusions": count,
+    }
+
+
+async def ttft_series(contender: Contender, *, count: int, warmup: int) -> dict[str, Any]:
+    """``count`` streamed fusions one after another: time to the first fused token, and total."""
+    for _ in range(warmup):
+        await contender.fuse_stream(lambda: None)
+    ttfts: list[float] = []
+    totals: list[float] = []
+    for _ in range(count):
+        started = time.perf_counter()
+        first: list[float] = []
+        await contender.fuse_stream(_stamp(first, started))
+        totals.append(time.perf_counter() - started)
+        ttfts.append(first[0] if first else totals[-1])
+    return {"ttft_s": ttfts, "latencies_s": totals, "fusions": count}
+
+
+def _stamp(into: list[float], started: float) -> Callable[[], None]:
+    return lambda: into.append(time.perf_counter() - started)
+
+
+async def steady_load(
+    contender: Contender, *, concurrency: int, duration_s: float, window_start_s: float
+) -> dict[str, Any]:
+    """``concurrency`` closed-loop workers, each starting a new fusion when its last one ends.
+
+    Throughput, CPU and latencies are taken over ``[window_start_s, duration_s]`` only (the
+    ramp-up before it is excluded); fusions still in flight at the end are cancelled.
+    """
+    completions: list[tuple[float, float]] = []  # (finished at, latency)
+    errors: list[str] = []
+    start = time.perf_counter()
+    stop_at = start + duration_s
+
+    async def worker() -> None:
+        while time.perf_counter() < stop_at:
+            began = time.perf_counter()
+            try:
+                await contender.fuse()
+            except Exception as exc:  # recorded and reported, the run goes on
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            ended = time.perf_counter()
+            completions.append((ended - start, ended - began))
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    await asyncio.sleep(window_start_s)
+    cpu0 = time.process_time()
+    done0 = len(completions)
+    await asyncio.sleep(max(0.0, duration_s - window_start_s))
+    cpu1 = time.process_time()
+    done1 = len(completions)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    window = duration_s - window_start_s
+    in_window = [lat for at, lat in completions if window_start_s <= at <= duration_s]
+    fusions = done1 - done0
+    return {
+        "concurrency": concurrency,
+        "window_s": window,
+        "fusions": fusions,
+        "fusions_per_s": fusions / window,
+        "cpu_s": cpu1 - cpu0,
+        "cpu_per_fusion_s": (cpu1 - cpu0) / fusions if fusions else None,
+        "latencies_s": in_window,
+        "total_completed": len(completions),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+async def burst(contender: Contender, *, concurrency: int, timeout_s: float) -> dict[str, Any]:
+    """``concurrency`` fusions started at once; how long until every one is done.
+
+    Also records the peak RSS with all of them in flight.
+    """
+    rss_before = current_rss_mb()
+    errors: list[str] = []
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    tasks = [asyncio.ensure_future(contender.fuse()) for _ in range(concurrency)]
+    done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    ok = 0
+    for task in done:
+        exc = task.exception()
+        if exc is None:
+            ok += 1
+        else:
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+    finished = not pending and not errors
+    return {
+        "concurrency": concurrency,
+        "completed": ok,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "finished": finished,
+        "elapsed_s": elapsed,
+        "fusions_per_s": ok / elapsed if finished else None,
+        "completed_per_s": ok / elapsed,
+        "cpu_s": cpu,
+        "cpu_per_fusion_s": cpu / ok if ok else None,
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": peak_rss_mb(),
+    }
