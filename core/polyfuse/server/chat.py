@@ -1,0 +1,305 @@
+"""``POST /v1/chat/completions``: one request in, one fused answer out (JSON or real SSE)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import NoCandidatesError, PolyfuseError
+from ..events import AggregationStarted, AnswerRestarted, FusedToken, FusionDone, FusionEvent
+from ..messages import ChatRequest
+from ..results import FusionResult
+from .asgi import ClientDisconnected, DisconnectWatch, Receive, Scope, Send
+from .catalog import PresetCatalog, model_id
+from .errors import APIError, Redactor, from_polyfuse_error
+from .limits import read_body
+from .metrics import NO_MODEL, ServerMetrics
+from .schemas import ParsedChatRequest, parse_chat_request
+from .settings import ServerSettings
+from .wire import (
+    DONE,
+    ChunkWriter,
+    completion_body,
+    extension_body,
+    finish_reason,
+    new_completion_id,
+)
+
+__all__ = ["ChatCompletions", "FusionStream"]
+
+logger = logging.getLogger("polyfuse.server")
+
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection"
+
+
+def error_response(error: APIError) -> Response:
+    """An OpenAI-shaped JSON error response."""
+    return Response(
+        error.encoded(),
+        status_code=error.status_code,
+        headers=error.headers,
+        media_type="application/json",
+    )
+
+
+def _decode(raw: bytes) -> object:
+    if not raw.strip():
+        raise APIError(400, "the request body is empty; send a JSON chat completion request")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise APIError(
+            400,
+            f"the request body is not valid JSON ({exc})",
+            code="invalid_json",
+        ) from None
+
+
+@dataclass
+class _Outcome:
+    """How one request ended, for metrics and the log line."""
+
+    preset: str = NO_MODEL
+    status: int = 200
+    stream: bool = False
+    result: FusionResult | None = None
+    ttft_s: float | None = None
+
+
+class ChatCompletions:
+    """The chat completions endpoint: validation, preset lookup, fusion, wire encoding.
+
+    Errors before an answer starts get their own HTTP status; a client that disconnects
+    cancels the fusion and so every candidate and fusor call still in flight.
+    """
+
+    def __init__(
+        self,
+        catalog: PresetCatalog,
+        settings: ServerSettings,
+        metrics: ServerMetrics,
+        redact: Redactor,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.metrics = metrics
+        self.redact = redact
+        self._forward = frozenset(settings.forward_params)
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        outcome = _Outcome()
+        watch: DisconnectWatch | None = None
+        handed_off = False
+        try:
+            raw = await read_body(
+                request.receive, request.scope["headers"], self.settings.max_body_bytes
+            )
+            parsed = parse_chat_request(_decode(raw), forward_params=self._forward)
+            outcome.preset = self.catalog.resolve(parsed.model)
+            outcome.stream = parsed.stream
+            if parsed.return_candidates and not self.settings.allow_return_candidates:
+                raise APIError(
+                    400,
+                    "returning candidates is disabled on this server "
+                    "([server] allow_return_candidates = false)",
+                    param="polyfuse.return_candidates",
+                )
+            chat = self.catalog.request_for(outcome.preset, parsed.request)
+            watch = DisconnectWatch(request.receive)
+            if parsed.stream:
+                stream = FusionStream(self, parsed, outcome, chat, watch, started)
+                await watch.race(stream.prepare())
+                handed_off = True
+                return stream
+            result = await watch.race(self.catalog.fusion(outcome.preset).arun(chat))
+            outcome.result = result
+            body = completion_body(
+                result,
+                completion_id=new_completion_id(),
+                model=model_id(outcome.preset),
+                created=int(time.time()),
+                extension=(
+                    extension_body(result, candidates=True) if parsed.return_candidates else None
+                ),
+            )
+            return Response(
+                json.dumps(body, ensure_ascii=False).encode(), media_type="application/json"
+            )
+        except APIError as exc:
+            outcome.status = exc.status_code
+            return error_response(exc)
+        except ClientDisconnected:
+            outcome.status = CLIENT_CLOSED
+            return Response(status_code=CLIENT_CLOSED)
+        except PolyfuseError as exc:
+            error = self.failure(outcome, exc)
+            return error_response(error)
+        finally:
+            if not handed_off:
+                if watch is not None:
+                    watch.close()
+                self.record(outcome, started)
+
+    def failure(self, outcome: _Outcome, exc: PolyfuseError) -> APIError:
+        """Map a fusion failure to its HTTP answer, and count lost candidates."""
+        if isinstance(exc, NoCandidatesError):
+            self.metrics.no_candidates(outcome.preset, len(exc.failures))
+        error = from_polyfuse_error(exc, self.redact)
+        outcome.status = error.status_code
+        logger.warning("%s: %s", model_id(outcome.preset), error.message)
+        return error
+
+    def record(self, outcome: _Outcome, started: float) -> None:
+        """Count a finished request and log one line about it (never a prompt or a key)."""
+        latency = time.perf_counter() - started
+        self.metrics.request(outcome.preset, outcome.status)
+        result = outcome.result
+        if result is None:
+            logger.info(
+                "chat %s stream=%s status=%d %.3fs",
+                outcome.preset,
+                outcome.stream,
+                outcome.status,
+                latency,
+            )
+            return
+        self.metrics.observe(
+            outcome.preset, result, stream=outcome.stream, latency_s=latency, ttft_s=outcome.ttft_s
+        )
+        total = result.usage.total
+        logger.info(
+            "chat %s stream=%s status=%d %.3fs candidates=%d/%d method=%s tokens=%d%s",
+            outcome.preset,
+            outcome.stream,
+            outcome.status,
+            latency,
+            len(result.succeeded),
+            len(result.candidates),
+            result.aggregation.method,
+            total.total_tokens,
+            " fallback" if result.aggregation.fallback_reason else "",
+        )
+
+
+class FusionStream(Response):
+    """A streamed fused answer as ``chat.completion.chunk`` server-sent events.
+
+    :meth:`prepare` runs the fusion until its candidates are in, so that a request whose
+    candidates all fail still gets a real HTTP error status. Then the response sends the role
+    chunk, the fusor's tokens as they arrive, tool calls as ``tool_calls`` deltas, the finish
+    chunk, the usage chunk when asked, and ``[DONE]``. A failure after the headers is sent as
+    an OpenAI error event.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        endpoint: ChatCompletions,
+        parsed: ParsedChatRequest,
+        outcome: _Outcome,
+        request: ChatRequest,
+        watch: DisconnectWatch,
+        started: float,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self._endpoint = endpoint
+        self._parsed = parsed
+        self._outcome = outcome
+        self._watch = watch
+        self._started = started
+        self._events: AsyncIterator[FusionEvent] = endpoint.catalog.fusion(outcome.preset).astream(
+            request
+        )
+        self._pending: FusionEvent | None = None
+        self._writer = ChunkWriter(
+            completion_id=new_completion_id(),
+            model=model_id(outcome.preset),
+            include_usage=parsed.include_usage,
+        )
+
+    async def prepare(self) -> None:
+        """Run the fusion until the answer is about to start (candidates sampled)."""
+        async for event in self._events:
+            if isinstance(event, AggregationStarted):
+                return
+            if isinstance(event, (FusedToken, FusionDone, AnswerRestarted)):
+                self._pending = event
+                return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._watch.race(self._pump(send))
+        except ClientDisconnected:
+            self._outcome.status = CLIENT_CLOSED
+        finally:
+            self._watch.close()
+            await self._events.aclose()  # type: ignore[attr-defined]
+            self._endpoint.record(self._outcome, self._started)
+
+    async def _pump(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await self._write(send, self._writer.role())
+        try:
+            if self._pending is None or not await self._handle(self._pending, send):
+                async for event in self._events:
+                    if await self._handle(event, send):
+                        break
+        except PolyfuseError as exc:
+            error = self._endpoint.failure(self._outcome, exc)
+            await self._write(send, ChunkWriter.error(error.body()))
+        await send({"type": "http.response.body", "body": DONE, "more_body": False})
+
+    async def _write(self, send: Send, data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _handle(self, event: FusionEvent, send: Send) -> bool:
+        """Send what ``event`` means; True when the answer is complete."""
+        if isinstance(event, FusedToken):
+            if event.delta:
+                self._first_token()
+                await self._write(send, self._writer.content(event.delta))
+            return False
+        if isinstance(event, AnswerRestarted):
+            if self._outcome.ttft_s is None:
+                return False  # nothing was sent yet: the fallback answer follows
+            self._outcome.status = 502
+            error = APIError(
+                502,
+                f"the fused answer failed mid-stream ({self._endpoint.redact(event.reason)}); "
+                "retry the request, or send it without stream to get the fallback answer",
+                type="server_error",
+                code="answer_restarted",
+            )
+            await self._write(send, ChunkWriter.error(error.body()))
+            return True
+        if isinstance(event, FusionDone):
+            await self._finish(event.result, send)
+            return True
+        return False
+
+    def _first_token(self) -> None:
+        if self._outcome.ttft_s is None:
+            self._outcome.ttft_s = time.perf_counter() - self._started
+
+    async def _finish(self, result: FusionResult, send: Send) -> None:
+        self._outcome.result = result
+        for index, call in enumerate(result.tool_calls):
+            self._first_token()
+            for chunk in self._writer.tool_call(index, call):
+                await self._write(send, chunk)
+        extension = (
+            extension_body(result, candidates=True) if self._parsed.return_candidates else None
+        )
+        await self._write(send, self._writer.finish(finish_reason(result), extension))
+        if self._writer.include_usage:
+            await self._write(send, self._writer.usage(result.usage.total))
