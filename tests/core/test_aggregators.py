@@ -244,6 +244,40 @@ async def test_fuse_answers_with_tool_calls(
     assert "Proposed tool calls" in last_user(fusor_body)
 
 
+@pytest.mark.parametrize(
+    ("fused_call", "problem"),
+    [
+        ({"function": {"name": "lookup", "arguments": "{not json"}}, "not valid JSON"),
+        ({"function": {"name": "drop_tables", "arguments": "{}"}}, "unknown tool 'drop_tables'"),
+        ({"function": {"name": "lookup", "arguments": "[1, 2]"}}, "not a JSON object"),
+    ],
+)
+async def test_invalid_fused_tool_calls_fall_back(
+    make_fake: Callable[..., FakeOpenAIServer],
+    endpoint: OpenAIEndpoint,
+    fused_call: dict[str, Any],
+    problem: str,
+) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"id": {"type": "integer"}}},
+        },
+    }
+
+    def responder(body: dict[str, Any], index: int) -> FakeReply:
+        if "final editor" in system_text(body):
+            return FakeReply(tool_calls=[fused_call])
+        return FakeReply(tool_calls=[{"function": {"name": "lookup", "arguments": {"id": index}}}])
+
+    make_fake(responder=responder)
+    result = await Fusion(Pool.repeat(endpoint, 2)).arun("look it up", tools=[tool])
+    assert problem in (result.aggregation.fallback_reason or "")
+    assert result.tool_calls[0].function.name == "lookup"
+    assert result.tool_calls[0].parsed_arguments() == {"id": 0}
+
+
 async def test_fusor_failure_falls_back_to_best_candidate(
     make_fake: Callable[..., FakeOpenAIServer], endpoint_factory: Callable[..., OpenAIEndpoint]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import zlib
 from collections.abc import Mapping
@@ -9,7 +10,7 @@ from typing import Any, ClassVar
 
 from ..backends.base import Backend
 from ..errors import AggregationError
-from ..messages import AssistantMessage, SamplingParams
+from ..messages import AssistantMessage, SamplingParams, ToolCall
 from ..prompts import PromptTemplate, load_prompt
 from ..results import AggregationRecord
 from ._render import render_candidates, render_conversation
@@ -109,7 +110,29 @@ class Fuse(Aggregator):
             raise AggregationError(
                 f"the fusor {self.fusor.name} returned an empty answer", record=record
             )
+        problem = _invalid_tool_calls(call.tool_calls, ctx.request.params.tools)
+        if problem is not None:
+            raise AggregationError(f"the fusor {self.fusor.name} {problem}", record=record)
         if call.finish_reason == "length":
             record.notes.append("the fused answer hit max_tokens and may be cut short")
         message = AssistantMessage(content=call.content, tool_calls=call.tool_calls)
         return Aggregate(message=message, record=record, streamed=ctx.on_token is not None)
+
+
+def _invalid_tool_calls(
+    calls: list[ToolCall] | None, tools: list[dict[str, Any]] | None
+) -> str | None:
+    """Why the fused tool calls are unusable, or ``None`` when they are valid."""
+    if not calls:
+        return None
+    known = {tool.get("function", {}).get("name") for tool in tools or [] if isinstance(tool, dict)}
+    for call in calls:
+        if known and call.function.name not in known:
+            return f"called an unknown tool {call.function.name!r}"
+        try:
+            arguments = json.loads(call.function.arguments or "{}")
+        except ValueError:
+            return f"gave {call.function.name!r} arguments that are not valid JSON"
+        if not isinstance(arguments, dict):
+            return f"gave {call.function.name!r} arguments that are not a JSON object"
+    return None
