@@ -1,0 +1,167 @@
+"""Building a polyfuse ``Fusion`` from ``ChatFusion``'s settings, and binding it to one call."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
+
+from polyfuse import (
+    Aggregator,
+    Backend,
+    BestOfN,
+    Fuse,
+    Fusion,
+    InvalidRequestError,
+    LLMJudge,
+    MajorityVote,
+    MixtureOfAgents,
+    OpenAIEndpoint,
+    Pool,
+    PoolMember,
+    QuorumPolicy,
+    UniversalSelfConsistency,
+)
+
+from .backends import LangChainBackend
+
+__all__ = ["STRATEGIES", "FusionPlan", "Strategy", "member_backend", "shared_endpoint"]
+
+Strategy = Literal["fuse", "best-of-n", "vote", "usc", "moa"]
+STRATEGIES: tuple[str, ...] = ("fuse", "best-of-n", "vote", "usc", "moa")
+
+_CACHE_SIZE = 128
+_endpoints: OrderedDict[tuple[Any, ...], OpenAIEndpoint] = OrderedDict()
+_endpoints_lock = threading.Lock()
+
+
+def shared_endpoint(base_url: str, model: str, **settings: Any) -> OpenAIEndpoint:
+    """An :class:`OpenAIEndpoint`, shared by every ``ChatFusion`` with the same settings.
+
+    ``ChatFusion`` objects are cheap and often copied (``configurable_fields`` builds one per
+    call); sharing endpoints keeps one connection pool and one concurrency limit per endpoint.
+    The API key enters the cache key only as a SHA-256 digest.
+    """
+    key_parts: list[Any] = [base_url.rstrip("/"), model]
+    for name, value in sorted(settings.items()):
+        if name == "api_key" and value is not None:
+            secret = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+            value = hashlib.sha256(secret.encode()).hexdigest()
+        elif isinstance(value, Mapping):
+            value = tuple(sorted(value.items()))
+        key_parts.append((name, value))
+    key = tuple(key_parts)
+    with _endpoints_lock:
+        endpoint = _endpoints.get(key)
+        if endpoint is not None:
+            _endpoints.move_to_end(key)
+            return endpoint
+    endpoint = OpenAIEndpoint(base_url, model, **settings)
+    with _endpoints_lock:
+        endpoint = _endpoints.setdefault(key, endpoint)
+        _endpoints.move_to_end(key)
+        while len(_endpoints) > _CACHE_SIZE:
+            _endpoints.popitem(last=False)
+    return endpoint
+
+
+def member_backend(item: Any, *, where: str) -> Backend:
+    """A pool member or fusor given as a LangChain chat model or a polyfuse backend."""
+    if isinstance(item, BaseChatModel):
+        return LangChainBackend(item)
+    if isinstance(item, Backend):
+        return item
+    if isinstance(item, Runnable):
+        raise InvalidRequestError(
+            f"{where} is a {type(item).__name__}, not a chat model; pass the chat model itself "
+            "(bind tools and structured output on ChatFusion, not on its members)"
+        )
+    raise InvalidRequestError(
+        f"{where} is a {type(item).__name__}; expected a LangChain chat model (e.g. "
+        "ChatOpenAI(...)) or a polyfuse backend (e.g. OpenAIEndpoint(base_url, model))"
+    )
+
+
+def build_aggregator(
+    strategy: str,
+    backend: Backend,
+    *,
+    vote_extract: str,
+    moa_layers: int,
+    fusor_params: Mapping[str, Any],
+) -> Aggregator:
+    """The aggregator of a strategy; ``backend`` is its fusor, judge, selector or aggregator."""
+    if strategy == "fuse":
+        return Fuse(backend, params=dict(fusor_params))
+    if strategy == "best-of-n":
+        return BestOfN(LLMJudge(backend, params=dict(fusor_params) or None))
+    if strategy == "vote":
+        return MajorityVote(vote_extract)  # type: ignore[arg-type]
+    if strategy == "usc":
+        return UniversalSelfConsistency(backend, params=dict(fusor_params) or None)
+    if strategy == "moa":
+        return MixtureOfAgents(backend, layers=moa_layers, params=dict(fusor_params))
+    raise InvalidRequestError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+
+
+@dataclass(frozen=True)
+class FusionPlan:
+    """A ready ``Fusion`` plus what is needed to rebuild it around one call's callbacks.
+
+    ``fusion`` is used as is unless a member or the fusor wraps a LangChain model and the call
+    has callbacks; then :meth:`fusion_for` builds a request-scoped ``Fusion`` whose LangChain
+    backends run with those callbacks (views of the same backends, so concurrent calls never
+    share per-call state).
+    """
+
+    members: tuple[PoolMember, ...]
+    fusor: Backend
+    aggregator: Callable[[Backend], Aggregator]
+    policy: QuorumPolicy
+    fusion: Fusion
+
+    @classmethod
+    def build(
+        cls,
+        members: Sequence[PoolMember],
+        fusor: Backend,
+        aggregator: Callable[[Backend], Aggregator],
+        policy: QuorumPolicy,
+    ) -> FusionPlan:
+        """Assemble the plan (raises :class:`InvalidRequestError` for an empty pool)."""
+        pool = Pool(members)
+        return cls(
+            tuple(pool.members), fusor, aggregator, policy, Fusion(pool, aggregator(fusor), policy)
+        )
+
+    @property
+    def pool(self) -> Pool:
+        """The pool the candidates come from."""
+        return self.fusion.pool
+
+    @property
+    def wraps_langchain(self) -> bool:
+        """Whether a member or the fusor is a LangChain model."""
+        return isinstance(self.fusor, LangChainBackend) or any(
+            isinstance(m.backend, LangChainBackend) for m in self.members
+        )
+
+    def fusion_for(self, callbacks: Callbacks) -> Fusion:
+        """The fusion to run for a call whose child runs should report to ``callbacks``."""
+        if callbacks is None or not self.wraps_langchain:
+            return self.fusion
+
+        def bind(backend: Backend) -> Backend:
+            if isinstance(backend, LangChainBackend):
+                return backend.with_callbacks(callbacks)
+            return backend
+
+        pool = Pool([PoolMember(bind(m.backend), m.samples, m.params) for m in self.members])
+        return Fusion(pool, self.aggregator(bind(self.fusor)), self.policy)

@@ -1,0 +1,548 @@
+"""``ChatFusion``: a LangChain chat model whose every answer is fused from N candidates."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackManager,
+    CallbackManager,
+    CallbackManagerForLLMRun,
+    Callbacks,
+)
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tools import BaseTool
+from langchain_core.utils import from_env, secret_from_env
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+
+from polyfuse import (
+    Backend,
+    ChatRequest,
+    Fusion,
+    FusionResult,
+    InvalidRequestError,
+    OpenAIEndpoint,
+    Pool,
+    PoolMember,
+    QuorumPolicy,
+)
+
+from ._assembly import FusionPlan, Strategy, build_aggregator, member_backend, shared_endpoint
+from ._convert import to_openai_messages
+from ._results import ChunkStream, message_from_result
+from ._structured import StructuredMethod, structured_output
+
+__all__ = ["ChatFusion"]
+
+_SINGLE_MODEL_N = 3
+_MAX_OVERRIDES = 16
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One call, ready to run: the (request-scoped) fusion, the request, the fallback name."""
+
+    fusion: Fusion
+    request: ChatRequest
+    label: str
+
+
+class ChatFusion(BaseChatModel):
+    """A chat model that samples N candidate answers and fuses them into one.
+
+    Drop it in wherever a chain uses ``ChatOpenAI``: every answer is sampled N times (from one
+    model, or from a panel) and aggregated by a fusor LLM (Fusion-of-N) or by Best-of-N, a
+    majority vote, universal self-consistency or Mixture-of-Agents. ``invoke``, ``stream``,
+    ``batch``, their async forms, tools, structured output and callbacks work as usual.
+
+    Where the candidates come from (pick one way):
+
+    * ``base_url`` + ``model``: one OpenAI-compatible endpoint sampled ``n`` times
+      (test-time scaling), e.g. ``ChatFusion(base_url="http://127.0.0.1:8000/v1",
+      model="qwen", n=5)``.
+    * ``endpoints=[...]``: a panel of endpoints, each a model name served at ``base_url``, a
+      dict of :class:`~polyfuse.OpenAIEndpoint` settings (``{"base_url": ..., "model": ...}``)
+      or a polyfuse backend.
+    * ``candidates=[...]``: LangChain chat models you already configured (``ChatOpenAI``,
+      ``ChatOllama``, any ``BaseChatModel``); may be combined with ``endpoints``. Their calls
+      appear as child runs of the ``ChatFusion`` run in callbacks and tracing.
+    * ``pool=``: a ready :class:`polyfuse.Pool`.
+
+    ``n`` is the number of samples per member: by default 3 for a single model and 1 per member
+    for a panel. The fusor (also the judge of ``best-of-n``, the selector of ``usc`` and the
+    aggregator of ``moa``) is ``fusor`` if given (a LangChain chat model, a polyfuse backend, a
+    model name served at ``base_url`` or a dict of endpoint settings), else the ``base_url`` +
+    ``model`` endpoint if there is one, else the first member.
+
+    Sampling parameters (``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``stop``,
+    ``model_kwargs``) go to every candidate and, unless ``fusor_params`` overrides them, to the
+    fusor. ``timeout`` (seconds per request attempt), ``max_retries``, ``api_key`` and
+    ``max_concurrency`` configure the endpoints ChatFusion builds; LangChain candidates keep
+    their own.
+
+    ``usage_metadata`` is the sum over every call made (candidates, fusor, judge);
+    ``response_metadata`` holds ``model_name`` (the model that wrote the final answer),
+    ``finish_reason``, ``model_provider="polyfuse"`` and ``fusion``: every candidate's model,
+    text, usage, latency and error, and how they were aggregated.
+
+    ``n``, ``strategy``, ``fusor`` (and any other field) can be made runtime-configurable with
+    ``configurable_fields``.
+    """
+
+    model_config = ConfigDict(
+        populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=()
+    )
+
+    model: str | None = Field(default=None, alias="model_name")
+    """The model served at ``base_url`` (sampled ``n`` times unless a panel is given)."""
+    base_url: str | None = Field(
+        default_factory=from_env("POLYFUSE_BASE_URL", default=None), alias="openai_api_base"
+    )
+    """Root of an OpenAI-compatible API, e.g. ``http://127.0.0.1:8000/v1`` (env
+    ``POLYFUSE_BASE_URL``)."""
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env("POLYFUSE_API_KEY", default=None)
+    )
+    """Bearer key for ``base_url`` (env ``POLYFUSE_API_KEY``); never sent to other hosts."""
+    endpoints: list[Any] | None = None
+    """A panel: model names at ``base_url``, dicts of endpoint settings, or polyfuse backends."""
+    candidates: list[Any] | None = None
+    """A panel of LangChain chat models (or polyfuse backends)."""
+    pool: Any | None = None
+    """A ready :class:`polyfuse.Pool` (instead of the options above)."""
+    n: int | None = Field(default=None, ge=1)
+    """Samples per pool member (default: 3 for a single model, 1 per member of a panel)."""
+    fusor: Any | None = None
+    """The model that aggregates (see the class docstring for the default)."""
+    strategy: Strategy = "fuse"
+    """``fuse`` (Fusion-of-N), ``best-of-n``, ``vote``, ``usc`` or ``moa``."""
+    fusor_params: dict[str, Any] = Field(default_factory=dict)
+    """Sampling parameters for the fusor/judge/selector only, e.g. ``{"temperature": 0}``."""
+    vote_extract: Literal["last_number", "boxed", "answer_tag", "exact", "tool_calls"] = (
+        "last_number"
+    )
+    """What ``vote`` compares across candidates."""
+    moa_layers: int = Field(default=2, ge=1)
+    """Layers of Mixture-of-Agents (the last one is the aggregator)."""
+    quorum: int | None = Field(default=None, ge=1)
+    """Aggregate as soon as this many candidates succeeded; cancel the rest."""
+    deadline: float | None = Field(default=None, gt=0)
+    """Seconds after which stragglers are cancelled (once ``min_candidates`` succeeded)."""
+    min_candidates: int = Field(default=1, ge=1)
+    """The fewest successful candidates worth aggregating."""
+    stream_candidates: bool = False
+    """Sample candidates with streaming requests (records each one's time to first token)."""
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Other sampling parameters sent with every call (polyfuse ``SamplingParams`` names, with
+    vendor fields under ``extra_body``)."""
+    timeout: float | None = Field(default=None, gt=0, alias="request_timeout")
+    """Seconds one request attempt to an endpoint may take, end to end."""
+    max_retries: int = Field(default=2, ge=0)
+    """Retries of a failed endpoint request (429, 5xx, connection errors)."""
+    max_concurrency: int = Field(default=64, ge=1)
+    """Requests in flight at once per endpoint."""
+    supports_n: bool | None = None
+    """Whether the endpoints honour ``n`` (``None``: learn it on the first call)."""
+    streaming: bool = False
+    """Route ``invoke`` through streaming (the fused answer is streamed either way in
+    ``stream``)."""
+
+    _plan: FusionPlan = PrivateAttr()
+    _overrides: dict[str, FusionPlan] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **data: Any) -> None:
+        """Validate the settings and build the fusion; bad settings raise
+        :class:`polyfuse.InvalidRequestError` here, not at the first call."""
+        super().__init__(**data)
+        self._plan = self._build_plan(self.model)
+
+    # ------------------------------------------------------------------ assembly
+
+    def _endpoint_settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            "max_retries": self.max_retries,
+            "max_concurrency": self.max_concurrency,
+        }
+        if self.timeout is not None:
+            settings["total_timeout"] = self.timeout
+        if self.supports_n is not None:
+            settings["supports_n"] = self.supports_n
+        return settings
+
+    def _endpoint(self, spec: Any, *, where: str) -> Backend:
+        """An endpoint from a model name at ``base_url``, a settings dict, or a backend."""
+        settings = self._endpoint_settings()
+        if isinstance(spec, str):
+            if not self.base_url:
+                raise InvalidRequestError(
+                    f"{where} is the model name {spec!r}, but no base_url is set; pass "
+                    "base_url= or give a dict {'base_url': ..., 'model': ...}"
+                )
+            if self.api_key is not None:
+                settings["api_key"] = self.api_key
+            return shared_endpoint(self.base_url, spec, **settings)
+        if isinstance(spec, Mapping):
+            spec = dict(spec)
+            base_url = spec.pop("base_url", None) or self.base_url
+            model = spec.pop("model", None)
+            if not base_url or not model:
+                raise InvalidRequestError(
+                    f"{where} needs 'base_url' and 'model' (got keys {sorted(spec)})"
+                )
+            if self.api_key is not None and base_url == self.base_url:
+                settings["api_key"] = self.api_key
+            settings.update(spec)
+            return shared_endpoint(base_url, model, **settings)
+        if isinstance(spec, BaseChatModel):
+            raise InvalidRequestError(
+                f"{where} is a LangChain chat model; put LangChain models in candidates=[...]"
+            )
+        return member_backend(spec, where=where)
+
+    def _members(self, default: Backend | None) -> list[PoolMember]:
+        if self.pool is not None:
+            if self.candidates is not None or self.endpoints is not None:
+                raise InvalidRequestError("pass either pool= or candidates=/endpoints=, not both")
+            if not isinstance(self.pool, Pool):
+                raise InvalidRequestError(
+                    f"pool must be a polyfuse Pool (got {type(self.pool).__name__}); use "
+                    "Pool.repeat(backend, n) or Pool.panel([...]), or pass candidates=[...]"
+                )
+            if self.n is not None:
+                raise InvalidRequestError(
+                    "n does not apply to a ready pool; set the samples on the Pool itself"
+                )
+            return list(self.pool.members)
+        if self.candidates is not None and not self.candidates:
+            raise InvalidRequestError(
+                "candidates is empty; pass at least one chat model, e.g. "
+                "candidates=[ChatOpenAI(model=...), ...]"
+            )
+        if self.endpoints is not None and not self.endpoints:
+            raise InvalidRequestError("endpoints is empty; pass at least one endpoint")
+        backends = [
+            member_backend(item, where=f"candidates[{i}]")
+            for i, item in enumerate(self.candidates or ())
+        ]
+        backends.extend(
+            self._endpoint(item, where=f"endpoints[{i}]")
+            for i, item in enumerate(self.endpoints or ())
+        )
+        if not backends:
+            if default is None:
+                raise InvalidRequestError(
+                    "ChatFusion has no candidates: pass base_url= and model= (one model sampled "
+                    "n times), endpoints=[...], candidates=[chat models] or pool=Pool(...)"
+                )
+            backends = [default]
+        samples = self.n if self.n is not None else (_SINGLE_MODEL_N if len(backends) == 1 else 1)
+        return [PoolMember(backend, samples=samples) for backend in backends]
+
+    def _fusor_backend(self, default: Backend | None, members: Sequence[PoolMember]) -> Backend:
+        if self.fusor is None:
+            return default if default is not None else members[0].backend
+        if isinstance(self.fusor, BaseChatModel):
+            return member_backend(self.fusor, where="fusor")
+        return self._endpoint(self.fusor, where="fusor")
+
+    def _build_plan(self, model: str | None) -> FusionPlan:
+        if model is not None and not self.base_url and self.pool is None:
+            if not self.candidates and not self.endpoints:
+                raise InvalidRequestError(
+                    f"model={model!r} names a model served at base_url, but base_url is not set;"
+                    " pass base_url='http://host:port/v1' (or set POLYFUSE_BASE_URL)"
+                )
+        default: OpenAIEndpoint | None = None
+        if self.base_url and model:
+            settings = self._endpoint_settings()
+            if self.api_key is not None:
+                settings["api_key"] = self.api_key
+            default = shared_endpoint(self.base_url, model, **settings)
+        try:
+            members = self._members(default)
+            fusor = self._fusor_backend(default, members)
+            policy = QuorumPolicy(
+                quorum=self.quorum,
+                deadline=self.deadline,
+                min_candidates=self.min_candidates,
+                stream_candidates=self.stream_candidates,
+            )
+            aggregator = partial(
+                build_aggregator,
+                self.strategy,
+                vote_extract=self.vote_extract,
+                moa_layers=self.moa_layers,
+                fusor_params=self.fusor_params,
+            )
+            plan = FusionPlan.build(members, fusor, aggregator, policy)
+        except ValidationError as exc:
+            raise InvalidRequestError(f"invalid ChatFusion settings: {exc}") from None
+        if self.quorum is not None and self.quorum > plan.pool.size:
+            raise InvalidRequestError(
+                f"quorum={self.quorum} but the pool samples only {plan.pool.size} candidates; "
+                "lower quorum or raise n"
+            )
+        return plan
+
+    def _plan_for(self, model: str | None) -> FusionPlan:
+        """The plan for a per-call ``model=`` override (cached per model name)."""
+        if model is None or model == self.model:
+            return self._plan
+        if not self.base_url or not self.model:
+            raise InvalidRequestError(
+                f"model={model!r} per call replaces the model ChatFusion samples at base_url, "
+                "but this ChatFusion was not built from base_url= and model="
+            )
+        plan = self._overrides.get(model)
+        if plan is None:
+            plan = self._build_plan(model)
+            if len(self._overrides) >= _MAX_OVERRIDES:
+                self._overrides.pop(next(iter(self._overrides)))
+            self._overrides[model] = plan
+        return plan
+
+    @property
+    def label(self) -> str:
+        """The name this model reports when nothing more specific is known."""
+        if self.model:
+            return self.model
+        models = dict.fromkeys(backend.model for backend in self._plan.pool.backends)
+        return "+".join(models)
+
+    @property
+    def fusion_pool(self) -> Pool:
+        """The pool candidates are sampled from."""
+        return self._plan.pool
+
+    # ------------------------------------------------------------------ LangChain hooks
+
+    @property
+    def _llm_type(self) -> str:
+        return "polyfuse-fusion"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": self.label,
+            "strategy": self.strategy,
+            "n": self._plan.pool.size,
+            "fusor": self._plan.fusor.name,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="polyfuse",
+            ls_model_name=kwargs.get("model") or self.label,
+            ls_model_type="chat",
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if max_tokens is not None:
+            params["ls_max_tokens"] = max_tokens
+        stop = stop or self.stop
+        if stop:
+            params["ls_stop"] = stop
+        return params
+
+    def _sampling_params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+        params: dict[str, Any] = dict(self.model_kwargs)
+        for name in ("temperature", "max_tokens", "top_p", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = value
+        if self.stop:
+            params["stop"] = list(self.stop)
+        if stop:
+            params["stop"] = list(stop)
+        params.update(kwargs)
+        return params
+
+    def _call(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> _Call:
+        kwargs = dict(kwargs)
+        kwargs.pop("stream", None)
+        model = kwargs.pop("model", None)
+        plan = self._plan_for(model)
+        request = ChatRequest.build(
+            to_openai_messages(messages), **self._sampling_params(stop, kwargs)
+        )
+        if run_manager is not None:
+            callbacks: Callbacks = _child_callbacks(run_manager)
+        else:
+            # LangChain's stream paths do not hand _stream its run manager; report child runs
+            # to the enclosing runnable (chain step, graph node) instead.
+            ambient = var_child_runnable_config.get()
+            callbacks = ambient.get("callbacks") if ambient else None
+        return _Call(plan.fusion_for(callbacks), request, model or self.label)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        call = self._call(messages, stop, run_manager, kwargs)
+        return _chat_result(call.fusion.run(call.request), call.label)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        call = self._call(messages, stop, run_manager, kwargs)
+        return _chat_result(await call.fusion.arun(call.request), call.label)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        call = self._call(messages, stop, run_manager, kwargs)
+        chunks = ChunkStream(fallback_model=call.label)
+        events = call.fusion.stream(call.request)
+        try:
+            for event in events:
+                chunk = chunks.chunk(event)
+                if chunk is not None:
+                    yield chunk
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        call = self._call(messages, stop, run_manager, kwargs)
+        chunks = ChunkStream(fallback_model=call.label)
+        events = call.fusion.astream(call.request)
+        try:
+            async for event in events:
+                chunk = chunks.chunk(event)
+                if chunk is not None:
+                    yield chunk
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    # ------------------------------------------------------------------ tools and structure
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: dict[str, Any] | str | bool | None = None,
+        strict: bool | None = None,
+        parallel_tool_calls: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (LangChain tools, functions, pydantic classes or OpenAI tool dicts).
+
+        ``tool_choice``: ``"auto"``, ``"none"``, ``"any"``/``"required"``/``True`` (must call
+        a tool), a tool's name, or an OpenAI ``tool_choice`` dict. Candidates see the tools;
+        the fusor sees them too and answers with the tool call set that best serves the request.
+        """
+        formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
+        names = [tool["function"]["name"] for tool in formatted]
+        if tool_choice is not None and tool_choice is not False:
+            kwargs["tool_choice"] = _tool_choice(tool_choice, names)
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
+        return super().bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: Mapping[str, Any] | type | None = None,
+        *,
+        method: StructuredMethod = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Answers parsed into ``schema`` (a pydantic class, TypedDict or JSON schema).
+
+        ``method``: ``"function_calling"`` (a forced tool call; the default, widest support),
+        ``"json_schema"`` (``response_format`` with the schema) or ``"json_mode"`` (any JSON
+        object; describe the keys in the prompt). With ``include_raw=True`` the result is
+        ``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``.
+        """
+        if kwargs:
+            raise ValueError(f"unsupported arguments: {sorted(kwargs)}")
+        return structured_output(
+            self, schema, method=method, include_raw=include_raw, strict=strict
+        )
+
+
+def _child_callbacks(
+    run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun,
+) -> BaseCallbackManager:
+    """Callbacks for runs nested under ``run_manager``'s run.
+
+    LLM run managers have no ``get_child`` (models are usually leaves); a fusion is not, so its
+    LangChain members' runs are made children of the ChatFusion run the same way chains do it.
+    """
+    manager_cls = (
+        AsyncCallbackManager
+        if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        else CallbackManager
+    )
+    manager = manager_cls(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return manager
+
+
+def _tool_choice(choice: dict[str, Any] | str | bool, names: Sequence[str]) -> dict[str, Any] | str:
+    if isinstance(choice, dict):
+        return choice
+    if choice is True or choice in ("any", "required"):
+        return "required"
+    if choice in ("auto", "none"):
+        return choice
+    if isinstance(choice, str) and choice in names:
+        return {"type": "function", "function": {"name": choice}}
+    raise InvalidRequestError(
+        f"tool_choice={choice!r} is not a bound tool; use 'auto', 'none', 'any', 'required' "
+        f"or one of {', '.join(names) or 'the bound tools'}"
+    )
+
+
+def _chat_result(result: FusionResult, label: str) -> ChatResult:
+    message = message_from_result(result, fallback_model=label)
+    return ChatResult(generations=[ChatGeneration(message=message)])
