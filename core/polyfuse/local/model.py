@@ -1,0 +1,388 @@
+"""``LocalModel``: llama.cpp's server (xllamacpp) on 127.0.0.1, in a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+
+from ..backends.openai import OpenAIEndpoint
+from ..errors import InvalidRequestError
+from .errors import LocalModelError
+from .gguf import check_gguf_file, default_gguf
+
+__all__ = ["LocalModel"]
+
+_STOP_GRACE_S = 3.0
+_LOG_TAIL_CHARS = 600
+
+
+class LocalModel:
+    """An embedded chat (and optionally embedding) model served by llama.cpp on 127.0.0.1.
+
+    The server runs in a child process (``python -m polyfuse.local._child``) on a free port
+    with ``slots`` parallel sequences (continuous batching), so N candidates and the fusor run
+    at once. :meth:`stop` ends it; so do leaving a ``with`` block, garbage collection of the
+    object, and interpreter exit. If the parent dies abruptly, the child notices (its stdin
+    closes) and exits: no orphan process survives.
+
+    Args:
+        gguf: a GGUF model file; ``None`` uses SmolLM2-135M-Instruct (see :func:`default_gguf`).
+        slots: parallel sequences; use N + 1 for a fusion of N candidates plus its fusor.
+        ctx_per_slot: context length (tokens) of each slot.
+        threads: CPU threads for llama.cpp (default: the CPUs this process may use).
+        name: the label the endpoint shows in results and logs.
+        embeddings: also serve ``/v1/embeddings`` (mean pooling, L2-normalised vectors).
+        cache_dir: where the default model is cached (default ``~/.cache/polyfuse``).
+        show_progress: show download/extraction progress on stderr at first use.
+        port: a fixed port; 0 (default) lets the operating system pick a free one.
+        start_timeout: seconds to wait for the server to be ready.
+
+    Example::
+
+        with LocalModel(slots=4) as local:
+            fusion = Fusion(Pool.repeat(local.endpoint(), 3))
+            print(fusion.run("Why is the sky blue?", max_tokens=128).content)
+    """
+
+    def __init__(
+        self,
+        gguf: str | Path | None = None,
+        *,
+        slots: int = 4,
+        ctx_per_slot: int = 4096,
+        threads: int | None = None,
+        name: str = "local",
+        embeddings: bool = False,
+        cache_dir: str | Path | None = None,
+        show_progress: bool = False,
+        port: int = 0,
+        start_timeout: float = 120.0,
+    ) -> None:
+        _check_int("slots", slots, 1, 256)
+        _check_int("ctx_per_slot", ctx_per_slot, 64, 1 << 20)
+        if threads is not None:
+            _check_int("threads", threads, 1, 1024)
+        _check_int("port", port, 0, 65535)
+        if start_timeout <= 0:
+            raise InvalidRequestError(f"start_timeout must be > 0 (got {start_timeout!r})")
+        if not name:
+            raise InvalidRequestError("name must be a non-empty label")
+        self.gguf: Path | None = Path(gguf).expanduser() if gguf is not None else None
+        self.slots = slots
+        self.ctx_per_slot = ctx_per_slot
+        self.threads = threads if threads is not None else _available_cpus()
+        self.name = name
+        self.embeddings = embeddings
+        self.cache_dir = cache_dir
+        self.show_progress = show_progress
+        self.port = port
+        self.start_timeout = start_timeout
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._address: str | None = None
+        self._alias: str | None = None
+        self._finalizer: weakref.finalize[Any, LocalModel] | None = None
+
+    def __repr__(self) -> str:
+        state = self._address or "stopped"
+        return f"LocalModel(name={self.name!r}, slots={self.slots}, {state})"
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        process = self._process
+        return process is not None and process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The server process id, while it runs."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI API root, e.g. ``http://127.0.0.1:PORT/v1`` (after :meth:`start`)."""
+        return f"{self._require_address()}/v1"
+
+    @property
+    def model(self) -> str:
+        """The model alias the server answers with (the GGUF file's stem)."""
+        if self._alias is not None:
+            return self._alias
+        return _alias_for(self.gguf) if self.gguf is not None else _alias_for(None)
+
+    def endpoint(self, **settings: Any) -> OpenAIEndpoint:
+        """An :class:`OpenAIEndpoint` for this server (after :meth:`start`).
+
+        Defaults: ``supports_n=False`` (llama.cpp counts the usage of one choice only when
+        ``n > 1``, so polyfuse fans out N requests, which batch on the server anyway),
+        ``max_concurrency=slots`` and ``name=self.name``; ``settings`` override them.
+        """
+        options: dict[str, Any] = {
+            "supports_n": False,
+            "max_concurrency": self.slots,
+            "name": self.name,
+        }
+        options.update(settings)
+        return OpenAIEndpoint(self.base_url, self.model, **options)
+
+    def _require_address(self) -> str:
+        if self._address is None or not self.running:
+            raise LocalModelError(
+                f"the local model {self.name!r} is not running; call start() first "
+                "(or use `with LocalModel() as model:`)"
+            )
+        return self._address
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> LocalModel:
+        """Start the server and wait until it answers (blocking; idempotent; thread-safe).
+
+        Raises:
+            LocalModelError: the model could not be obtained or the server could not start
+                (missing xllamacpp, bad GGUF, port in use, timeout).
+        """
+        with self._lock:
+            if self.running:
+                return self
+            self._cleanup()
+            path = self._model_path()
+            _require_xllamacpp()
+            if self.port == 0:
+                _check_free_port()
+            alias = _alias_for(path if self.gguf is not None else None)
+            config = {
+                "model": str(path),
+                "alias": alias,
+                "port": self.port,
+                "slots": self.slots,
+                "ctx_per_slot": self.ctx_per_slot,
+                "threads": self.threads,
+                "embeddings": self.embeddings,
+            }
+            deadline = time.monotonic() + self.start_timeout
+            log = tempfile.NamedTemporaryFile(prefix="polyfuse-local-", suffix=".log", delete=False)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "polyfuse.local._child", json.dumps(config)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                close_fds=True,
+            )
+            log.close()
+            log_path = Path(log.name)
+            self._finalizer = weakref.finalize(self, _shutdown, process, log_path)
+            self._process = process
+            try:
+                address = self._await_address(process, log_path, deadline)
+                _wait_healthy(address, deadline, log_path)
+            except BaseException:
+                self._cleanup()
+                raise
+            self._address = address
+            self._alias = alias
+            return self
+
+    async def astart(self) -> LocalModel:
+        """:meth:`start` in a worker thread (the event loop keeps running)."""
+        await asyncio.to_thread(self.start)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and wait for its process to end (idempotent)."""
+        with self._lock:
+            self._cleanup()
+
+    async def astop(self) -> None:
+        """:meth:`stop` in a worker thread."""
+        await asyncio.to_thread(self.stop)
+
+    def _cleanup(self) -> None:
+        finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer()
+        self._process = None
+        self._address = None
+        self._alias = None
+
+    def _model_path(self) -> Path:
+        if self.gguf is not None:
+            return check_gguf_file(self.gguf)
+        return default_gguf(cache_dir=self.cache_dir, show_progress=self.show_progress)
+
+    def _await_address(
+        self, process: subprocess.Popen[bytes], log_path: Path, deadline: float
+    ) -> str:
+        assert process.stdout is not None
+        lines: queue.Queue[bytes] = queue.Queue(maxsize=1)
+        reader = threading.Thread(
+            target=_read_line,
+            args=(process.stdout, lines),
+            name="polyfuse-local-ready",
+            daemon=True,
+        )
+        reader.start()
+        try:
+            raw = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise LocalModelError(
+                f"the local model did not start within {self.start_timeout:.0f} s"
+                f"{_log_tail(log_path)}"
+            ) from None
+        if not raw:
+            code = process.wait(timeout=_STOP_GRACE_S)
+            raise LocalModelError(
+                f"the local model server exited with status {code} before it was ready"
+                f"{_log_tail(log_path)}"
+            )
+        message = json.loads(raw)
+        if "address" in message:
+            return str(message["address"])
+        raise LocalModelError(self._start_error(message, log_path))
+
+    def _start_error(self, message: dict[str, Any], log_path: Path) -> str:
+        kind, detail = message.get("kind"), message.get("error", "unknown error")
+        if kind == "port":
+            return (
+                f"cannot listen on 127.0.0.1:{self.port} ({detail}); "
+                "pick another port or use port=0 for a free one"
+            )
+        if kind == "import":
+            return f"xllamacpp failed to import ({detail}); pip install 'polyfuse[local]'"
+        return (
+            f"llama.cpp could not load {self.gguf or 'the default model'!s} with "
+            f"slots={self.slots}, ctx_per_slot={self.ctx_per_slot} ({detail})"
+            f"{_log_tail(log_path)}"
+        )
+
+    # ------------------------------------------------------------------ context managers
+
+    def __enter__(self) -> LocalModel:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> LocalModel:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidRequestError(f"{name} must be an integer in [{low}, {high}] (got {value!r})")
+
+
+def _available_cpus() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        return max(1, len(affinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _alias_for(path: Path | None) -> str:
+    """The served model name: the GGUF's stem, or the default model's short name."""
+    if path is None:
+        return "smollm2-135m-instruct"
+    return path.name.removesuffix(".gguf") or "local"
+
+
+def _require_xllamacpp() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise LocalModelError("the embedded model needs xllamacpp: pip install 'polyfuse[local]'")
+
+
+def _check_free_port() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", 0))
+        except OSError as exc:
+            raise LocalModelError(
+                f"no free port on 127.0.0.1 ({exc.strerror or exc}); free some ports or pass port=N"
+            ) from None
+
+
+def _read_line(stream: IO[bytes], out: queue.Queue[bytes]) -> None:
+    out.put(stream.readline())
+
+
+def _wait_healthy(address: str, deadline: float, log_path: Path) -> None:
+    last = "no answer"
+    with httpx.Client(timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                response = client.get(f"{address}/health")
+            except httpx.TransportError as exc:
+                last = type(exc).__name__
+            else:
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code}"
+            time.sleep(0.05)
+    raise LocalModelError(
+        f"the local model at {address} did not become healthy in time ({last}){_log_tail(log_path)}"
+    )
+
+
+def _log_tail(log_path: Path) -> str:
+    try:
+        text = log_path.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    if not text:
+        return ""
+    tail = " | ".join(text[-_LOG_TAIL_CHARS:].splitlines()[-5:])
+    return f"; server log: {tail}"
+
+
+def _shutdown(process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """End the server process (closing its stdin asks it to exit) and remove its log."""
+    if process.poll() is None:
+        if process.stdin is not None:
+            process.stdin.close()  # nothing is ever written, so closing cannot fail to flush
+        try:
+            process.wait(timeout=_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            try:
+                process.wait(timeout=_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    for stream in (process.stdin, process.stdout):
+        if stream is not None and not stream.closed:
+            stream.close()
+    log_path.unlink(missing_ok=True)
