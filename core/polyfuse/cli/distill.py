@@ -1,0 +1,267 @@
+"""``polyfuse distill``: prompts in, fused training records out (resumable, with provenance)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..distill import (
+    DistillSpec,
+    DistillSummary,
+    InputSpec,
+    PriceTable,
+    RichProgress,
+    adistill,
+)
+from ..distill.spec import Chosen, RecordFormat, Strategy
+from ..errors import PolyfuseError
+
+__all__ = ["EXIT_ROWS_FAILED", "distill_command", "register"]
+
+EXIT_ROWS_FAILED = 3
+"""Exit status when the run finished but some rows went to the errors file."""
+
+_STRATEGIES = ("fuse", "best-of-n", "vote", "usc", "moa")
+
+
+def _strategies(text: str | None) -> tuple[Strategy, ...]:
+    if not text:
+        return ()
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    for name in names:
+        if name not in _STRATEGIES:
+            raise typer.BadParameter(f"{name!r} is not one of {', '.join(_STRATEGIES)}")
+    return tuple(names)  # type: ignore[return-value]
+
+
+def _spec(
+    *,
+    config: Path | None,
+    preset: str | None,
+    teachers: list[str],
+    fusor: str | None,
+    judge: str | None,
+    n: int,
+    api_key_env: str | None,
+    max_concurrency: int | None,
+    params: dict[str, Any],
+    options: dict[str, Any],
+) -> DistillSpec:
+    if config is not None:
+        if teachers or fusor:
+            raise typer.BadParameter("use either --config/--preset or --teacher/--fusor, not both")
+        if not preset:
+            raise typer.BadParameter("--config needs --preset NAME")
+        return DistillSpec.from_file(config, preset, judge=judge, params=params, **options)
+    if preset:
+        raise typer.BadParameter("--preset needs --config FILE")
+    if not teachers:
+        raise typer.BadParameter(
+            "name the teachers: --teacher MODEL@BASE_URL (repeat it), or --config/--preset"
+        )
+    endpoint_options: dict[str, Any] = {}
+    if api_key_env:
+        endpoint_options["api_key_env"] = api_key_env
+    if max_concurrency is not None:
+        endpoint_options["max_concurrency"] = max_concurrency
+    strategies = options.get("aggregations") or ("fuse",)
+    return DistillSpec.from_endpoints(
+        teachers,
+        fusor=fusor,
+        judge=judge,
+        n=n,
+        strategy=strategies[0],
+        endpoint_options=endpoint_options,
+        params=params,
+        **options,
+    )
+
+
+def _prices(entries: list[str], path: Path | None) -> PriceTable | None:
+    table = PriceTable.from_file(path) if path is not None else PriceTable({})
+    if entries:
+        table = table.merged(PriceTable.parse(entries))
+    return table if table else None
+
+
+def _print_summary(console: Console, summary: DistillSummary) -> None:
+    stats = summary.stats
+    table = Table(title="polyfuse distill", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("records written", f"{stats.written} → {summary.output}")
+    table.add_row("rows failed", f"{stats.failed} → {summary.errors}" if stats.failed else "0")
+    table.add_row("already done", str(summary.already_done))
+    if summary.skipped_failed:
+        table.add_row(
+            "skipped (failed before)", f"{summary.skipped_failed} (rerun with --retry-errors)"
+        )
+    if summary.duplicates:
+        table.add_row("duplicate prompts", str(summary.duplicates))
+    if summary.problem_count:
+        table.add_row("bad input lines", str(summary.problem_count))
+    table.add_row("tokens", f"{stats.tokens:,}")
+    table.add_row("cost", f"${stats.cost_usd:.4f}")
+    rate = stats.rows_per_s
+    table.add_row("time", f"{stats.elapsed_s:.1f} s ({rate:.2f} rows/s)" if stats.done else "-")
+    console.print(table)
+
+
+def distill_command(
+    input: Annotated[Path, typer.Argument(help="Prompts: .jsonl, .csv or .parquet.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Records file (JSONL).")],
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Presets TOML file.")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Preset naming the teachers and the fusor.")
+    ] = None,
+    teacher: Annotated[
+        list[str] | None,
+        typer.Option("--teacher", "-t", help="Teacher [NAME=]MODEL@BASE_URL (repeat)."),
+    ] = None,
+    fusor: Annotated[
+        str | None, typer.Option(help="Fusor [NAME=]MODEL@BASE_URL (default: 1st teacher).")
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Judge: MODEL@BASE_URL, or an endpoint name with --config."),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Samples per teacher.")] = 1,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Env var holding the endpoints' API key.")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Requests in flight per endpoint.")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(min=0)] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="sft | alpaca | preference")
+    ] = "sft",
+    aggregations: Annotated[
+        str | None,
+        typer.Option(help="Comma list, primary first, e.g. fuse,best-of-n (same candidates)."),
+    ] = None,
+    chosen: Annotated[
+        str, typer.Option(help="Preference pairs: chosen = primary | best (candidate).")
+    ] = "primary",
+    score_primary: Annotated[
+        bool, typer.Option(help="Judge-score the primary (e.g. fused) answer too.")
+    ] = False,
+    prompt_field: Annotated[
+        str | None, typer.Option(help="Field with the prompt (default: messages, prompt).")
+    ] = None,
+    id_field: Annotated[str | None, typer.Option(help="Field copied into provenance.")] = None,
+    system: Annotated[str | None, typer.Option(help="System message for every prompt.")] = None,
+    input_format: Annotated[str, typer.Option(help="auto | jsonl | csv | parquet")] = "auto",
+    errors: Annotated[
+        Path | None, typer.Option(help="Errors file (default: OUTPUT.errors.jsonl).")
+    ] = None,
+    retry_errors: Annotated[
+        bool, typer.Option(help="Retry the rows that failed in earlier runs.")
+    ] = False,
+    price: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=INPUT/OUTPUT USD per 1M tokens (repeat)."),
+    ] = None,
+    prices: Annotated[Path | None, typer.Option(help="Prices file (TOML or JSON).")] = None,
+    engine: Annotated[str, typer.Option(help="asyncio | ray")] = "asyncio",
+    ray_actors: Annotated[int, typer.Option(min=1, help="Ray engine: actors.")] = 2,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    max_rows_in_flight: Annotated[
+        int | None, typer.Option(min=1, help="Override the rows kept in flight.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most this many new rows.")] = None,
+    fsync: Annotated[bool, typer.Option(help="fsync every batch of lines.")] = True,
+    allow_mixed_config: Annotated[
+        bool, typer.Option(help="Append to an output made with another configuration.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+) -> None:
+    """Make training data from prompts: sample the teachers, fuse, write records with provenance.
+
+    Resumable: rerun the same command after a crash and it skips what is done.
+    """
+    console = Console(stderr=True)
+    choices = {
+        "format": (format, ("sft", "alpaca", "preference")),
+        "chosen": (chosen, ("primary", "best")),
+        "engine": (engine, ("asyncio", "ray")),
+        "input-format": (input_format, ("auto", "jsonl", "csv", "parquet")),
+    }
+    for flag, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise typer.BadParameter(f"--{flag} must be one of {', '.join(allowed)}")
+    params = {
+        k: v
+        for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
+        if v is not None
+    }
+    fmt: RecordFormat = format  # type: ignore[assignment]
+    pick: Chosen = chosen  # type: ignore[assignment]
+    options: dict[str, Any] = {
+        "format": fmt,
+        "chosen": pick,
+        "score_primary": score_primary,
+        "aggregations": _strategies(aggregations),
+    }
+    try:
+        spec = _spec(
+            config=config,
+            preset=preset,
+            teachers=list(teacher or []),
+            fusor=fusor,
+            judge=judge,
+            n=n,
+            api_key_env=api_key_env,
+            max_concurrency=max_concurrency,
+            params=params,
+            options=options,
+        )
+        source = InputSpec(
+            input,
+            format=input_format,  # type: ignore[arg-type]
+            prompt_field=prompt_field,
+            id_field=id_field,
+            system=system,
+        )
+        summary = asyncio.run(
+            adistill(
+                source,
+                output,
+                spec,
+                errors=errors,
+                retry_errors=retry_errors,
+                engine=engine,  # type: ignore[arg-type]
+                prices=_prices(list(price or []), prices),
+                progress=RichProgress(console) if progress else None,
+                max_rows_in_flight=max_rows_in_flight,
+                limit=limit,
+                fsync=fsync,
+                allow_mixed_config=allow_mixed_config,
+                ray_actors=ray_actors,
+                ray_address=ray_address,
+            )
+        )
+    except PolyfuseError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    _print_summary(console, summary)
+    if summary.stats.failed:
+        raise typer.Exit(EXIT_ROWS_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``distill`` command to a Typer app."""
+    app.command(
+        "distill",
+        help=distill_command.__doc__,
+        no_args_is_help=True,
+    )(distill_command)
