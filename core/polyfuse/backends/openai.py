@@ -24,6 +24,7 @@ from ..errors import (
     status_error_for,
 )
 from ..messages import ChatRequest, SamplingParams
+from ._transport import FastTransport, fast_transport_allowed
 from ._wire import error_message, parse_response, parse_sse_data, retry_after_seconds
 from .base import Completion, StreamDelta
 
@@ -164,10 +165,19 @@ class OpenAIEndpoint:
         state = self._states.get(loop)
         if state is None:
             limit = self.config.max_concurrency
+            # httpcore's pool costs CPU linear in the pooled connections for every request;
+            # the lean transport keeps the cost per request flat (see _transport.py). httpx's
+            # own transport stays in use where an environment proxy applies.
+            transport = (
+                FastTransport(max_keepalive_connections=limit)
+                if fast_transport_allowed(self._url)
+                else None
+            )
             client = httpx.AsyncClient(
                 timeout=self._timeout,
                 limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
                 headers=self._headers,
+                transport=transport,
             )
             state = _LoopState(client=client, semaphore=asyncio.Semaphore(limit))
             self._states[loop] = state
