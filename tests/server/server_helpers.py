@@ -40,7 +40,12 @@ def presets_for(fake_url: str, **overrides: Any) -> dict[str, Any]:
     """The test presets: endpoints on the fake server, a fusion preset and a vote preset."""
     config: dict[str, Any] = {
         "endpoints": {
-            "fake": {"base_url": fake_url, "model": "fake-model", "max_retries": 0},
+            "fake": {
+                "base_url": fake_url,
+                "model": "fake-model",
+                "max_retries": 0,
+                "supports_n": True,
+            },
             "fusor": {"base_url": fake_url, "model": "fusor-model", "max_retries": 0},
         },
         "presets": {

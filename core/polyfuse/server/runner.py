@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import uvicorn
+
+from ..errors import PolyfuseError
 from ..presets import PresetRegistry, load_config
 from .app import create_app
 from .settings import ServerSettings
@@ -24,22 +32,54 @@ def settings_for(
     return registry, ServerSettings.from_table(table)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a shutdown asked for by SIGINT/SIGTERM is a success.
+
+    uvicorn re-raises the signal once it has drained, so the process would end "killed by
+    SIGTERM" (or with a KeyboardInterrupt) after a clean, graceful shutdown.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous: dict[int, Any] = {
+            sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def run_server(config: Path | str, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve the presets in ``config`` until interrupted (SIGINT/SIGTERM).
+    """Serve the presets in ``config`` until SIGINT/SIGTERM, then drain and return.
 
     On shutdown the server stops accepting connections and lets requests in flight finish
     for up to ``[server] shutdown_timeout_s`` seconds before cancelling them.
-    """
-    import uvicorn
 
+    Raises:
+        InvalidRequestError: the presets file or its ``[server]`` table is invalid.
+        PolyfuseError: the server could not start (port taken, embedded model failed).
+    """
     registry, settings = settings_for(config, host=host, port=port)
     app = create_app(registry, settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
-        lifespan="on",
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,
+            lifespan="on",
+        )
     )
+    server.run()
+    if not server.started:
+        raise PolyfuseError(
+            f"the server did not start on {settings.host}:{settings.port} "
+            "(see the log above: is the port taken?)"
+        )

@@ -6,6 +6,7 @@ Every check here answers 400 in the OpenAI error shape, naming the offending fie
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -148,11 +149,25 @@ _FORWARDED = (
 )
 
 
+_FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def _param(loc: tuple[int | str, ...]) -> str:
+    """The field path of an error, without pydantic's union and validator tags."""
+    parts = [
+        str(part)
+        for part in loc
+        if isinstance(part, int) or (_FIELD.match(part) and part not in _TYPE_TAGS)
+    ]
+    return ".".join(parts)
+
+
 def _validation_error(exc: ValidationError) -> APIError:
     first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not isinstance(p, str) or p != "function-after")
+    param = _param(first["loc"])
     message = first["msg"].removeprefix("Value error, ")
-    return APIError(400, f"{loc}: {message}" if loc else message, param=loc or None)
+    return APIError(400, f"{param}: {message}" if param else message, param=param or None)
 
 
 def _check_supported(body: ChatCompletionRequest) -> None:
