@@ -1,11 +1,16 @@
 """Fixtures for the LangChain adapter tests.
 
 ``lc_fake`` installs, on the session's fake OpenAI-compatible server, a responder that follows
-the two instructions LangChain's standard tests give in plain words and the default responder
-cannot read: "a JSON with 'setup' and 'punchline' keys" (JSON mode) and "a customer named
-'你好啊集团'" (string tool arguments copied from the prompt). Everything else is the fake's
-deterministic default (tool calls filled from the schema, ``"The tool said: ..."`` after a tool
-message, schema instances for ``json_schema``).
+instructions the default responder cannot read, the way a real model would:
+
+* "a JSON with 'setup' and 'punchline' keys" (LangChain's JSON-mode test): those keys;
+* "a customer named '你好啊集团'" (its Unicode tool-call test): string tool arguments copied
+  from the first quoted phrase;
+* a fusor prompt whose drafts propose no tool call (an agent's turn after a tool result) is
+  answered in text instead of with a new tool call, following the drafts.
+
+Everything else is the fake's deterministic default (tool calls filled from the schema,
+``"The tool said: ..."`` after a tool message, schema instances for ``json_schema``).
 """
 
 from __future__ import annotations
@@ -35,8 +40,11 @@ def _last_user_text(body: dict[str, Any]) -> str:
 
 def instruction_following(body: dict[str, Any], index: int) -> FakeReply:
     """The default reply, plus JSON keys and string arguments quoted in the last user message."""
+    text = _last_user_text(body)
+    if body.get("tools") and "<draft" in text and "Proposed tool calls" not in text:
+        body = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
     reply = default_responder(body, index)
-    quoted = _QUOTED.findall(_last_user_text(body))
+    quoted = _QUOTED.findall(text)
     if not quoted:
         return reply
     response_format = body.get("response_format")

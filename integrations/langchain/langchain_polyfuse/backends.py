@@ -115,6 +115,11 @@ class LangChainBackend:
     def __repr__(self) -> str:
         return f"LangChainBackend({type(self.chat_model).__name__}, model={self._model!r})"
 
+    @property
+    def supports_tools(self) -> bool:
+        """Whether the wrapped model implements ``bind_tools``."""
+        return type(self.chat_model).bind_tools is not BaseChatModel.bind_tools
+
     def with_callbacks(self, callbacks: Callbacks) -> LangChainBackend:
         """A view of this backend whose calls run with ``callbacks`` (e.g. a parent run's child
         callback manager). The view shares the wrapped model; the original is unchanged."""

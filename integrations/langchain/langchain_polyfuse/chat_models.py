@@ -42,6 +42,7 @@ from ._assembly import FusionPlan, Strategy, build_aggregator, member_backend, s
 from ._convert import to_openai_messages
 from ._results import ChunkStream, message_from_result
 from ._structured import StructuredMethod, structured_output
+from .backends import LangChainBackend
 
 __all__ = ["ChatFusion"]
 
@@ -477,6 +478,7 @@ class ChatFusion(BaseChatModel):
         a tool), a tool's name, or an OpenAI ``tool_choice`` dict. Candidates see the tools;
         the fusor sees them too and answers with the tool call set that best serves the request.
         """
+        self._check_tool_support()
         formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
         names = [tool["function"]["name"] for tool in formatted]
         if tool_choice is not None and tool_choice is not False:
@@ -484,6 +486,18 @@ class ChatFusion(BaseChatModel):
         if parallel_tool_calls is not None:
             kwargs["parallel_tool_calls"] = parallel_tool_calls
         return super().bind(tools=formatted, **kwargs)
+
+    def _check_tool_support(self) -> None:
+        """Fail at bind time, not mid-call, when a LangChain member cannot call tools."""
+        backends = [m.backend for m in self._plan.members]
+        if self.strategy != "vote":  # every other strategy calls the fusor with the tools
+            backends.append(self._plan.fusor)
+        for backend in backends:
+            if isinstance(backend, LangChainBackend) and not backend.supports_tools:
+                raise InvalidRequestError(
+                    f"{backend.name} ({type(backend.chat_model).__name__}) does not implement "
+                    "bind_tools, so it cannot take part in tool calling; use members that do"
+                )
 
     def with_structured_output(
         self,
