@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
 from ..distill import (
     DistillSpec,
@@ -91,25 +91,24 @@ def _prices(entries: list[str], path: Path | None) -> PriceTable | None:
 
 def _print_summary(console: Console, summary: DistillSummary) -> None:
     stats = summary.stats
-    table = Table(title="polyfuse distill", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("records written", f"{stats.written} → {summary.output}")
-    table.add_row("rows failed", f"{stats.failed} → {summary.errors}" if stats.failed else "0")
-    table.add_row("already done", str(summary.already_done))
+    rows: list[tuple[str, str]] = [("records written", f"{stats.written} → {summary.output}")]
+    if stats.failed:
+        rows.append(("rows failed", f"{stats.failed} → {summary.errors} (retry: --retry-errors)"))
+    rows.append(("already done", str(summary.already_done)))
     if summary.skipped_failed:
-        table.add_row(
-            "skipped (failed before)", f"{summary.skipped_failed} (rerun with --retry-errors)"
-        )
+        rows.append(("skipped, failed before", f"{summary.skipped_failed} (--retry-errors)"))
     if summary.duplicates:
-        table.add_row("duplicate prompts", str(summary.duplicates))
+        rows.append(("duplicate prompts", str(summary.duplicates)))
     if summary.problem_count:
-        table.add_row("bad input lines", str(summary.problem_count))
-    table.add_row("tokens", f"{stats.tokens:,}")
-    table.add_row("cost", f"${stats.cost_usd:.4f}")
-    rate = stats.rows_per_s
-    table.add_row("time", f"{stats.elapsed_s:.1f} s ({rate:.2f} rows/s)" if stats.done else "-")
-    console.print(table)
+        rows.append(("bad input lines", str(summary.problem_count)))
+    rows.append(("tokens", f"{stats.tokens:,}"))
+    rows.append(("cost", f"${stats.cost_usd:.4f}"))
+    if stats.done:
+        rows.append(("time", f"{stats.elapsed_s:.1f} s ({stats.rows_per_s:.2f} rows/s)"))
+    width = max(len(label) for label, _ in rows)
+    console.print("[bold]polyfuse distill[/]")
+    for label, value in rows:
+        console.print(f"  {label.ljust(width)}  {escape(value)}", soft_wrap=True, highlight=False)
 
 
 def distill_command(
@@ -251,7 +250,7 @@ def distill_command(
             )
         )
     except PolyfuseError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
     _print_summary(console, summary)
     if summary.stats.failed:

@@ -143,17 +143,21 @@ class RichProgress:
 
     def started(self, summary: DistillSummary) -> None:
         """Report what the input and the resume found, then show the bar."""
-        console = self.console
+        from rich.markup import escape
+
+        def say(text: str) -> None:
+            self.console.print(text, soft_wrap=True, highlight=False)
+
         for note in summary.repaired:
-            console.print(f"[yellow]repaired:[/] {note}")
+            say(f"[yellow]repaired:[/] {escape(note)}")
         if summary.problem_count:
-            console.print(f"[yellow]{summary.problem_count} input line(s) skipped:[/]")
+            say(f"[yellow]{summary.problem_count} input line(s) skipped:[/]")
             for problem in summary.problems[:10]:
-                console.print(f"  {problem}")
+                say(f"  {escape(str(problem))}")
             if summary.problem_count > 10:
-                console.print(f"  ... and {summary.problem_count - 10} more")
+                say(f"  ... and {summary.problem_count - 10} more")
         if summary.already_done:
-            console.print(f"resuming: {summary.already_done} row(s) already in {summary.output}")
+            say(f"resuming: {summary.already_done} row(s) already in {escape(str(summary.output))}")
         stats = summary.stats
         self._progress.start()
         self._task = self._progress.add_task(
