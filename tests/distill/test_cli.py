@@ -107,7 +107,7 @@ def test_cli_exit_codes(
     bad = CliRunner().invoke(
         cli, ["distill", str(source), "-o", str(tmp_path / "no/o.jsonl"), *flags]
     )
-    assert bad.exit_code == 1 and "does not exist; create it first" in bad.output
+    assert bad.exit_code == 2 and "does not exist; create it first" in bad.output
     none = CliRunner().invoke(cli, ["distill", str(source), "-o", str(out), "--no-progress"])
     assert none.exit_code != 0 and "--teacher" in none.output
 

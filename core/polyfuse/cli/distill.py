@@ -19,7 +19,8 @@ from ..distill import (
     adistill,
 )
 from ..distill.spec import Chosen, RecordFormat, Strategy
-from ..errors import PolyfuseError
+from ..errors import InvalidRequestError, PolyfuseError
+from ._output import print_error
 
 __all__ = ["EXIT_ROWS_FAILED", "distill_command", "register"]
 
@@ -249,8 +250,11 @@ def distill_command(
                 ray_address=ray_address,
             )
         )
+    except InvalidRequestError as exc:  # bad input, output, presets or flags
+        print_error(exc)
+        raise typer.Exit(2) from None
     except PolyfuseError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        print_error(exc)
         raise typer.Exit(1) from None
     _print_summary(console, summary)
     if summary.stats.failed:
