@@ -19,8 +19,8 @@ __all__ = ["FusionEventConsumer"]
 
 
 class FusionEventConsumer:
-    """Feeds on a fusion's events: sends each to the LlamaIndex dispatcher, hands back the
-    answer's text deltas, and keeps the final :class:`~polyfuse.FusionResult`.
+    """Feeds on a streamed fusion's events: sends each to the LlamaIndex dispatcher, hands
+    back the answer's text deltas, and keeps the final :class:`~polyfuse.FusionResult`.
 
     A stream cannot take back text it already gave out: when the aggregator fails after some of
     its answer was streamed, :meth:`feed` raises :class:`~polyfuse.AggregationError` rather than

@@ -52,6 +52,7 @@ from ._convert import (
 )
 from ._stream import FusionEventConsumer
 from .backend import as_backend
+from .events import dispatch_result_events
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -255,26 +256,14 @@ class FusionLLM(FunctionCallingLLM):
         )
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        request = self._request(messages, kwargs)
-        consumer = FusionEventConsumer(dispatcher)
-        events = self._fusion.stream(request)
-        try:
-            for event in events:
-                consumer.feed(event)
-        finally:
-            events.close()  # type: ignore[attr-defined]
-        return _response(consumer.final())
+        result = self._fusion.run(self._request(messages, kwargs))
+        dispatch_result_events(dispatcher, result)
+        return _response(result)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        request = self._request(messages, kwargs)
-        consumer = FusionEventConsumer(dispatcher)
-        events = self._fusion.astream(request)
-        try:
-            async for event in events:
-                consumer.feed(event)
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
-        return _response(consumer.final())
+        result = await self._fusion.arun(self._request(messages, kwargs))
+        dispatch_result_events(dispatcher, result)
+        return _response(result)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         request = self._request(messages, kwargs)

@@ -29,6 +29,7 @@ from polyfuse import (
     CandidateFinished,
     FusionDone,
     FusionEvent,
+    FusionResult,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "FusionCandidateEndEvent",
     "FusionEndEvent",
     "dispatch_fusion_event",
+    "dispatch_result_events",
 ]
 
 
@@ -146,3 +148,14 @@ def dispatch_fusion_event(dispatcher: Dispatcher, event: FusionEvent) -> None:
                 fallback_reason=record.fallback_reason,
             )
         )
+
+
+def dispatch_result_events(dispatcher: Dispatcher, result: FusionResult) -> None:
+    """Send the events of a fusion that ran without streaming, from its result: one
+    :class:`FusionCandidateEndEvent` per candidate, then the aggregation's start and end."""
+    for candidate in result.candidates:
+        finished = CandidateFinished(candidate) if candidate.ok else CandidateFailed(candidate)
+        dispatch_fusion_event(dispatcher, finished)
+    method = result.aggregation.method
+    dispatch_fusion_event(dispatcher, AggregationStarted(method, len(result.succeeded)))
+    dispatch_fusion_event(dispatcher, FusionDone(result))

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from llama_index.llms.polyfuse import FusionLLM, as_backend
 from llama_index.llms.polyfuse._convert import sampling_params
 from llama_index.llms.polyfuse._stream import FusionEventConsumer
+from llama_index.llms.polyfuse.events import dispatch_result_events
 from polyfuse import (
     AggregationError,
     Backend,
@@ -336,26 +337,16 @@ class FusionSynthesizer(BaseSynthesizer):
     def _answer(self, run: _Run) -> str | BaseModel | Generator[str, None, None]:
         if self._streaming:
             return self._stream(run)
-        consumer = FusionEventConsumer(dispatcher)
-        events = run.fusion.stream(run.plan.request)
-        try:
-            for event in events:
-                consumer.feed(event)
-        finally:
-            events.close()  # type: ignore[attr-defined]
-        return self._finish(run, consumer.final())
+        result = run.fusion.run(run.plan.request)
+        dispatch_result_events(dispatcher, result)
+        return self._finish(run, result)
 
     async def _aanswer(self, run: _Run) -> str | BaseModel | AsyncGenerator[str, None]:
         if self._streaming:
             return self._astream(run)
-        consumer = FusionEventConsumer(dispatcher)
-        events = run.fusion.astream(run.plan.request)
-        try:
-            async for event in events:
-                consumer.feed(event)
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
-        return self._finish(run, consumer.final())
+        result = await run.fusion.arun(run.plan.request)
+        dispatch_result_events(dispatcher, result)
+        return self._finish(run, result)
 
     def _stream(self, run: _Run) -> Generator[str, None, None]:
         consumer = FusionEventConsumer(dispatcher)
