@@ -134,6 +134,7 @@ class EmbeddingsRoute:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self.status = 500
         self.failures = 0
         self.shape = "ok"
@@ -150,6 +151,7 @@ class EmbeddingsRoute:
                 break
         request = json.loads(body)
         self.requests.append(request)
+        self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
         if self.failures:
             self.failures -= 1
             await _send(send, self.status, {"error": {"message": "embedding backend down"}})

@@ -215,7 +215,7 @@ def test_structured_predict(llm: FusionLLM) -> None:
 
 
 # llama-index-workflows inspects the agent with inspect.getmembers (pydantic's warning, not ours)
-@pytest.mark.filterwarnings("ignore::pydantic.PydanticDeprecatedSince20")
+@pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecationWarning")
 async def test_function_agent_loop(llm: FusionLLM) -> None:
     agent = FunctionAgent(tools=[FunctionTool.from_defaults(fn=multiply)], llm=llm)
     output = await agent.run(user_msg="What is 3 times 3?")
