@@ -1,4 +1,4 @@
-"""``OpenAIEndpoint``: an OpenAI-compatible chat-completions server, over httpx."""
+"""``OpenAIEndpoint``: an OpenAI-compatible chat-completions server, over lean HTTP/1.1."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ..errors import (
     status_error_for,
 )
 from ..messages import ChatRequest, SamplingParams
-from ._transport import FastTransport, fast_transport_allowed
+from ._http import Channel, Reply, Timeouts, open_channel
 from ._wire import error_message, parse_response, parse_sse_data, retry_after_seconds
 from .base import Completion, StreamDelta
 
@@ -76,7 +76,7 @@ class EndpointConfig(BaseModel):
 
 @dataclass(slots=True)
 class _LoopState:
-    client: httpx.AsyncClient
+    channel: Channel
     semaphore: asyncio.Semaphore
 
 
@@ -84,7 +84,8 @@ class OpenAIEndpoint:
     """A chat model behind an OpenAI-compatible ``/chat/completions`` API.
 
     Works with vLLM, SGLang, llama.cpp, Ollama, TGI, ``transformers serve`` and hosted APIs.
-    Holds one pooled :class:`httpx.AsyncClient` per event loop (a client never crosses loops),
+    Holds one pool of keep-alive connections per event loop (a pool never crosses loops; see
+    ``_http.py`` for why it is not httpx's client, which is used where a proxy applies),
     bounds concurrent requests with ``max_concurrency``, retries 429/5xx/connection failures
     with exponential backoff and jitter (honouring ``Retry-After``), and raises
     :mod:`polyfuse.errors` types.
@@ -123,11 +124,10 @@ class OpenAIEndpoint:
         if self.config.api_key is not None:
             headers["authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
         self._headers = headers
-        self._timeout = httpx.Timeout(
+        self._timeouts = Timeouts(
             connect=self.config.connect_timeout,
             read=self.config.read_timeout,
             write=self.config.read_timeout,
-            pool=None,
         )
 
     @property
@@ -165,21 +165,8 @@ class OpenAIEndpoint:
         state = self._states.get(loop)
         if state is None:
             limit = self.config.max_concurrency
-            # httpcore's pool costs CPU linear in the pooled connections for every request;
-            # the lean transport keeps the cost per request flat (see _transport.py). httpx's
-            # own transport stays in use where an environment proxy applies.
-            transport = (
-                FastTransport(max_keepalive_connections=limit)
-                if fast_transport_allowed(self._url)
-                else None
-            )
-            client = httpx.AsyncClient(
-                timeout=self._timeout,
-                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
-                headers=self._headers,
-                transport=transport,
-            )
-            state = _LoopState(client=client, semaphore=asyncio.Semaphore(limit))
+            channel = open_channel(self._url, self._headers, self._timeouts, limit)
+            state = _LoopState(channel=channel, semaphore=asyncio.Semaphore(limit))
             self._states[loop] = state
         return state
 
@@ -191,7 +178,7 @@ class OpenAIEndpoint:
             return
         state = self._states.pop(loop, None)
         if state is not None:
-            await state.client.aclose()
+            await state.channel.aclose()
 
     # ------------------------------------------------------------------ requests
 
@@ -217,20 +204,20 @@ class OpenAIEndpoint:
         body = self._body(request, n=n, stream=False)
         state = self._state()
         async with state.semaphore:
-            return await self._retrying(lambda: self._post(state.client, body, n))
+            return await self._retrying(lambda: self._post(state.channel, body, n))
 
-    async def _post(self, client: httpx.AsyncClient, body: bytes, n: int) -> list[Completion]:
+    async def _post(self, channel: Channel, body: bytes, n: int) -> list[Completion]:
         started = time.perf_counter()
         try:
-            response = await self._bounded(client.post(self._url, content=body))
+            reply, content = await self._bounded(_exchange(channel, body))
         except httpx.TimeoutException as exc:
             raise APITimeoutError(f"timed out ({type(exc).__name__})", endpoint=self.name) from None
         except httpx.TransportError as exc:
             raise APIConnectionError(_transport_message(exc), endpoint=self.name) from None
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, response.content, response.headers)
+        if reply.status >= 400:
+            raise self._status_error(reply, content)
         return parse_response(
-            response.content, n=n, endpoint=self.name, latency_s=time.perf_counter() - started
+            content, n=n, endpoint=self.name, latency_s=time.perf_counter() - started
         )
 
     async def _bounded(self, awaitable: Awaitable[T]) -> T:
@@ -244,14 +231,14 @@ class OpenAIEndpoint:
                 f"no complete answer within total_timeout={total}s", endpoint=self.name
             ) from None
 
-    def _status_error(self, status_code: int, body: bytes, headers: httpx.Headers) -> BackendError:
-        message, decoded = error_message(body, status_code)
+    def _status_error(self, reply: Reply, body: bytes) -> BackendError:
+        message, decoded = error_message(body, reply.status)
         return status_error_for(
-            status_code,
+            reply.status,
             message,
             endpoint=self.name,
             body=decoded,
-            retry_after=retry_after_seconds(headers.get("retry-after")),
+            retry_after=retry_after_seconds(reply.header("retry-after")),
         )
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -298,7 +285,7 @@ class OpenAIEndpoint:
             for number in range(self.config.max_retries + 1):
                 delivered = False
                 try:
-                    async for delta in self._stream_once(state.client, body):
+                    async for delta in self._stream_once(state.channel, body):
                         delivered = True
                         yield delta
                     return
@@ -310,23 +297,21 @@ class OpenAIEndpoint:
                         raise
                     await asyncio.sleep(delay)
 
-    async def _stream_once(
-        self, client: httpx.AsyncClient, body: bytes
-    ) -> AsyncIterator[StreamDelta]:
+    async def _stream_once(self, channel: Channel, body: bytes) -> AsyncIterator[StreamDelta]:
         saw_done = False
         saw_finish = False
         try:
-            async with client.stream("POST", self._url, content=body) as response:
-                if response.status_code >= 400:
-                    content = await response.aread()
-                    raise self._status_error(response.status_code, content, response.headers)
-                content_type = response.headers.get("content-type", "")
+            reply = await channel.post(body)
+            try:
+                if reply.status >= 400:
+                    raise self._status_error(reply, await reply.read())
+                content_type = reply.header("content-type") or ""
                 if "text/event-stream" not in content_type:
                     raise ProtocolError(
                         f"expected an SSE stream, got content-type {content_type!r}",
                         endpoint=self.name,
                     )
-                async for line in response.aiter_lines():
+                async for line in reply.lines():
                     if not line.startswith("data:"):
                         continue  # blank separators, comments, event names
                     payload = line[5:].strip()
@@ -338,12 +323,23 @@ class OpenAIEndpoint:
                         if delta.finish_reason:
                             saw_finish = True
                         yield delta
+            finally:
+                await reply.aclose()
         except httpx.TimeoutException as exc:
             raise APITimeoutError(f"timed out ({type(exc).__name__})", endpoint=self.name) from None
         except httpx.TransportError as exc:
             raise APIConnectionError(_transport_message(exc), endpoint=self.name) from None
         if not saw_done and not saw_finish:
             raise ProtocolError("the stream ended before the answer finished", endpoint=self.name)
+
+
+async def _exchange(channel: Channel, body: bytes) -> tuple[Reply, bytes]:
+    """POST ``body`` and read the whole response."""
+    reply = await channel.post(body)
+    try:
+        return reply, await reply.read()
+    finally:
+        await reply.aclose()
 
 
 def _transport_message(exc: httpx.TransportError) -> str:

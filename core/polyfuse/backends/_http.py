@@ -1,0 +1,624 @@
+"""The HTTP layer of :class:`~polyfuse.backends.openai.OpenAIEndpoint`: lean HTTP/1.1 by default.
+
+Why not httpx's client for every request: a POST through ``httpx.AsyncClient`` costs about
+300 µs of CPU on this machine's cores (URL parsing, header models, cookie extraction, httpcore's
+pool), against about 50 µs for the same bytes written and read by hand; and httpcore's pool
+scans, and polls, every pooled connection for every request, so with hundreds of requests in
+flight choosing a connection dominates client CPU. On a small machine that CPU *is* the
+throughput (``benchmarks/README.md``).
+
+:class:`LeanChannel` speaks HTTP/1.1 over asyncio protocols: a pre-encoded request head per
+endpoint, idle keep-alive connections in a LIFO list, responses framed with a few ``bytes``
+operations, timeouts as loop timers. It raises httpx's exception types (``ConnectError``,
+``ReadTimeout``, ``RemoteProtocolError``, ...) so callers handle one set of errors.
+:class:`HttpxChannel` is the same interface over ``httpx.AsyncClient``; :func:`open_channel`
+picks it where an environment proxy applies (httpx honours proxies, the lean client does not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+__all__ = [
+    "Channel",
+    "HttpxChannel",
+    "LeanChannel",
+    "Reply",
+    "Timeouts",
+    "lean_allowed",
+    "open_channel",
+]
+
+_MAX_HEAD = 64 * 1024
+_HIGH_WATER = 1 << 20
+_LOW_WATER = 1 << 18
+_INCOMPLETE_BODY = "peer closed connection without sending complete message body"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds allowed to connect, to write the request, and between two reads (None: none)."""
+
+    connect: float | None
+    read: float | None
+    write: float | None
+
+
+class Reply(Protocol):
+    """A response whose head has arrived; the body is read with :meth:`read` or :meth:`lines`."""
+
+    status: int
+
+    def header(self, name: str) -> str | None:
+        """The value of a response header (case-insensitive), or None."""
+        ...
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        ...
+
+    def lines(self) -> AsyncIterator[str]:
+        """The body as text lines, without line endings (for server-sent events)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection (reused only when the body was read in full)."""
+        ...
+
+
+class Channel(Protocol):
+    """POSTs to one endpoint URL; one channel per endpoint and event loop."""
+
+    async def post(self, body: bytes) -> Reply:
+        """Send a JSON body; return once the response head has arrived."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        ...
+
+
+def lean_allowed(url: str, *, trust_env: bool = True) -> bool:
+    """Whether :class:`LeanChannel` can serve ``url``: http(s) with no environment proxy that
+    applies to its host."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https"):
+        return False
+    if not trust_env:
+        return True
+    proxies = urllib.request.getproxies_environment()
+    if not any(proxies.get(key) for key in (parsed.scheme, "all")):
+        return True
+    return bool(urllib.request.proxy_bypass_environment(parsed.host, proxies))
+
+
+def open_channel(
+    url: str, headers: Mapping[str, str], timeouts: Timeouts, max_connections: int
+) -> Channel:
+    """The channel for ``url``: lean unless an environment proxy applies."""
+    if lean_allowed(url):
+        return LeanChannel(url, headers, timeouts, max_keepalive=max_connections)
+    return HttpxChannel(url, headers, timeouts, max_connections)
+
+
+# ------------------------------------------------------------------------------ httpx
+
+
+class _HttpxReply:
+    __slots__ = ("_response", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+
+    def header(self, name: str) -> str | None:
+        return self._response.headers.get(name)
+
+    async def read(self) -> bytes:
+        return await self._response.aread()
+
+    def lines(self) -> AsyncIterator[str]:
+        return self._response.aiter_lines()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class HttpxChannel:
+    """:class:`Channel` over ``httpx.AsyncClient`` (used where a proxy applies)."""
+
+    def __init__(
+        self, url: str, headers: Mapping[str, str], timeouts: Timeouts, max_connections: int
+    ) -> None:
+        self._url = url
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=timeouts.connect, read=timeouts.read, write=timeouts.write, pool=None
+            ),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers=dict(headers),
+        )
+
+    async def post(self, body: bytes) -> Reply:
+        request = self._client.build_request("POST", self._url, content=body)
+        return _HttpxReply(await self._client.send(request, stream=True))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+# ------------------------------------------------------------------------------ lean
+
+
+class _Timeout(Exception):
+    """A timer fired while waiting for the peer."""
+
+
+class _Incomplete(Exception):
+    """The peer closed the connection in the middle of a message."""
+
+
+class _Stale(Exception):
+    """A reused keep-alive connection was closed by the server before any response byte."""
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(_Timeout())
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: a receive buffer and a way to wait for more bytes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[None] | None = None
+        self.drain: asyncio.Future[None] | None = None
+        self.eof = False
+        self.reading_paused = False
+        self.writing_paused = False
+        self.idle_since = 0.0
+        self.reused = False
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _HIGH_WATER and not self.reading_paused and self.transport:
+            self.transport.pause_reading()
+            self.reading_paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self._wake()
+        drain = self.drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        drain = self.drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- use
+
+    def usable(self, now: float, expiry: float) -> bool:
+        """Whether an idle connection can carry the next request."""
+        transport = self.transport
+        return (
+            transport is not None
+            and not transport.is_closing()
+            and not self.eof
+            and not self.buffer
+            and now - self.idle_since < expiry
+        )
+
+    def close(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    async def write(self, data: bytes, timeout: float | None) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the connection is closed")
+        transport.write(data)
+        if self.writing_paused:
+            drain = self.drain = self.loop.create_future()
+            await self._until(drain, timeout)
+
+    async def wait(self, timeout: float | None) -> None:
+        """Wait until more bytes (or the end of the stream) arrive."""
+        waiter = self.waiter = self.loop.create_future()
+        try:
+            await self._until(waiter, timeout)
+        finally:
+            self.waiter = None
+
+    async def _until(self, future: asyncio.Future[None], timeout: float | None) -> None:
+        if timeout is None:
+            await future
+            return
+        handle = self.loop.call_later(timeout, _expire, future)
+        try:
+            await future
+        finally:
+            handle.cancel()
+
+    def take(self, size: int) -> bytes:
+        """Remove and return up to ``size`` buffered bytes."""
+        buffer = self.buffer
+        if size >= len(buffer):
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:size])
+            del buffer[:size]
+        if self.reading_paused and len(buffer) < _LOW_WATER and self.transport:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def read_until(self, separator: bytes, timeout: float | None) -> bytes:
+        """Bytes up to and including ``separator``."""
+        start = 0
+        while True:
+            index = self.buffer.find(separator, start)
+            if index >= 0:
+                return self.take(index + len(separator))
+            if len(self.buffer) > _MAX_HEAD:
+                raise httpx.RemoteProtocolError("a response line or head is too long")
+            if self.eof:
+                raise _Incomplete()
+            start = max(0, len(self.buffer) - len(separator) + 1)
+            await self.wait(timeout)
+
+    async def read_exact(self, size: int, timeout: float | None) -> bytes:
+        """Exactly ``size`` bytes."""
+        while len(self.buffer) < size:
+            if self.eof:
+                raise _Incomplete()
+            await self.wait(timeout)
+        return self.take(size)
+
+    async def read_some(self, limit: int, timeout: float | None) -> bytes:
+        """Up to ``limit`` bytes, at least one; ``b""`` at the end of the stream."""
+        while not self.buffer:
+            if self.eof:
+                return b""
+            await self.wait(timeout)
+        return self.take(limit)
+
+
+class LeanChannel:
+    """:class:`Channel` over hand-written HTTP/1.1 with keep-alive connection reuse.
+
+    Args:
+        url: the full URL requests are POSTed to.
+        headers: request headers sent with every request (Host and Content-Length are added).
+        timeouts: connect, write and per-read timeouts.
+        max_keepalive: idle connections kept for reuse.
+        keepalive_expiry: seconds an idle connection is kept; below common server keep-alive
+            timeouts (uvicorn's is 5 s), so that a reused connection is rarely stale.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        timeouts: Timeouts,
+        *,
+        max_keepalive: int = 64,
+        keepalive_expiry: float = 4.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parsed = httpx.URL(url)
+        self._https = parsed.scheme == "https"
+        self._host = parsed.host
+        self._port = parsed.port or (443 if self._https else 80)
+        default_port = parsed.port is None
+        host_header = parsed.raw_host + (b"" if default_port else b":%d" % self._port)
+        lines = [b"POST " + parsed.raw_path + b" HTTP/1.1", b"Host: " + host_header]
+        lines += [
+            f"{name}: {value}".encode("latin-1")
+            for name, value in headers.items()
+            if name.lower() not in ("host", "content-length", "transfer-encoding")
+        ]
+        self._head = b"\r\n".join(lines) + b"\r\nContent-Length: "
+        self._timeouts = timeouts
+        self._max_keepalive = max_keepalive
+        self._expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._idle: list[_Connection] = []
+        self._closed = False
+
+    async def post(self, body: bytes) -> Reply:
+        if self._closed:
+            raise httpx.ConnectError("the connection pool is closed")
+        payload = b"%b%d\r\n\r\n%b" % (self._head, len(body), body)
+        now = time.monotonic()
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.usable(now, self._expiry):
+                try:
+                    return await self._exchange(conn, payload)
+                except _Stale:
+                    continue  # the server had closed it: try the next one, or a new one
+            conn.close()
+        conn = await self._connect()
+        try:
+            return await self._exchange(conn, payload)
+        except _Stale:  # pragma: no cover - a fresh connection is never stale
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response."
+            ) from None
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        context: ssl.SSLContext | None = None
+        if self._https:
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context()
+            context = self._ssl_context
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Connection(loop),
+                    self._host,
+                    self._port,
+                    ssl=context,
+                    server_hostname=self._host if context is not None else None,
+                ),
+                self._timeouts.connect,
+            )
+        except asyncio.TimeoutError:
+            raise httpx.ConnectTimeout(
+                f"connecting to {self._host}:{self._port} timed out"
+            ) from None
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+        return conn
+
+    async def _exchange(self, conn: _Connection, payload: bytes) -> Reply:
+        timeouts = self._timeouts
+        try:
+            try:
+                await conn.write(payload, timeouts.write)
+            except _Timeout:
+                raise httpx.WriteTimeout("writing the request timed out") from None
+            except OSError as exc:
+                if conn.reused:
+                    raise _Stale() from None
+                raise httpx.WriteError(str(exc) or type(exc).__name__) from None
+            return await self._read_head(conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    async def _read_head(self, conn: _Connection) -> Reply:
+        timeout = self._timeouts.read
+        while True:
+            try:
+                head = await conn.read_until(b"\r\n\r\n", timeout)
+            except _Timeout:
+                raise httpx.ReadTimeout("timed out waiting for the response") from None
+            except _Incomplete:
+                if conn.reused and not conn.buffer:
+                    raise _Stale() from None
+                raise httpx.RemoteProtocolError(
+                    "Server disconnected without sending a response."
+                ) from None
+            conn.reused = False  # bytes arrived: whatever fails now is not a stale connection
+            reply = _LeanReply(self, conn, head, timeout)
+            if reply.status >= 200 or reply.status == 101:
+                return reply
+            # 1xx interim response: the real one follows.
+
+    def _release(self, conn: _Connection) -> None:
+        if self._closed or len(self._idle) >= self._max_keepalive or conn.eof:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        conn.reused = True
+        self._idle.append(conn)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
+
+
+class _LeanReply:
+    """A response read from a :class:`_Connection`."""
+
+    __slots__ = (
+        "_channel",
+        "_closed",
+        "_complete",
+        "_conn",
+        "_framing",
+        "_headers",
+        "_keep_alive",
+        "_length",
+        "_timeout",
+        "status",
+    )
+
+    def __init__(
+        self, channel: LeanChannel, conn: _Connection, head: bytes, timeout: float | None
+    ) -> None:
+        self._channel = channel
+        self._conn = conn
+        self._timeout = timeout
+        self._closed = False
+        lines = head[:-4].split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:100]!r}")
+        self.status = int(parts[1])
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise httpx.RemoteProtocolError(f"malformed response header {line[:100]!r}")
+            key = name.strip().lower()
+            value = value.strip()
+            headers[key] = headers[key] + b", " + value if key in headers else value
+        self._headers = headers
+        connection = headers.get(b"connection", b"").lower()
+        if parts[0] == b"HTTP/1.0":
+            self._keep_alive = b"keep-alive" in connection
+        else:
+            self._keep_alive = b"close" not in connection
+        self._length = -1
+        if self.status < 200 or self.status in (204, 304):
+            self._framing = "none"
+        elif headers.get(b"transfer-encoding", b"").lower().endswith(b"chunked"):
+            self._framing = "chunked"
+        elif b"content-length" in headers:
+            try:
+                self._length = int(headers[b"content-length"])
+            except ValueError:
+                raise httpx.RemoteProtocolError("malformed Content-Length") from None
+            self._framing = "length"
+        else:
+            self._framing = "close"
+            self._keep_alive = False
+        self._complete = self._framing == "none" or self._length == 0
+
+    def header(self, name: str) -> str | None:
+        value = self._headers.get(name.lower().encode("latin-1"))
+        return None if value is None else value.decode("latin-1")
+
+    async def read(self) -> bytes:
+        try:
+            if self._framing != "length":
+                return b"".join([piece async for piece in self._chunks()])
+            try:
+                data = await self._conn.read_exact(self._length, self._timeout)
+            except _Timeout:
+                raise httpx.ReadTimeout("timed out reading the response") from None
+            except _Incomplete:
+                raise httpx.RemoteProtocolError(_INCOMPLETE_BODY) from None
+            self._complete = True
+            return data
+        finally:
+            await self.aclose()
+
+    async def lines(self) -> AsyncIterator[str]:
+        pending = b""
+        async for piece in self._chunks():
+            pending += piece
+            if b"\n" not in piece:
+                continue
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r").decode("utf-8", errors="replace")
+        if pending:
+            yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        try:
+            if self._framing == "length":
+                remaining = self._length
+                while remaining > 0:
+                    piece = await self._conn.read_some(remaining, self._timeout)
+                    if not piece:
+                        raise _Incomplete()
+                    remaining -= len(piece)
+                    if remaining == 0:
+                        self._complete = True
+                    yield piece
+            elif self._framing == "chunked":
+                async for piece in self._dechunk():
+                    yield piece
+            elif self._framing == "close":
+                while piece := await self._conn.read_some(_HIGH_WATER, self._timeout):
+                    yield piece
+                self._complete = True
+        except _Timeout:
+            raise httpx.ReadTimeout("timed out reading the response") from None
+        except _Incomplete:
+            raise httpx.RemoteProtocolError(_INCOMPLETE_BODY) from None
+        except ValueError:
+            raise httpx.RemoteProtocolError("malformed chunked encoding") from None
+
+    async def _dechunk(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        timeout = self._timeout
+        while not self._complete:
+            pieces: list[bytes] = []
+            # Decode every chunk already buffered before yielding: one network read that
+            # carries many chunks (SSE events) costs one iteration.
+            while True:
+                line = await conn.read_until(b"\r\n", timeout)
+                size = int(line[:-2].split(b";", 1)[0], 16)
+                if size == 0:
+                    while await conn.read_until(b"\r\n", timeout) != b"\r\n":
+                        pass  # trailers
+                    self._complete = True
+                    break
+                pieces.append((await conn.read_exact(size + 2, timeout))[:-2])
+                if not _starts_with_whole_chunk(conn.buffer):
+                    break
+            if pieces:
+                yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._complete and self._framing == "chunked" and self._conn.buffer == b"0\r\n\r\n":
+            # The reader stopped at the last event (SSE [DONE]) and only the terminating chunk
+            # is left: take it, so that the connection can be reused.
+            self._conn.take(5)
+            self._complete = True
+        if self._complete and self._keep_alive:
+            self._channel._release(self._conn)
+        else:
+            self._conn.close()
+
+
+def _starts_with_whole_chunk(buffer: bytearray) -> bool:
+    """Whether ``buffer`` starts with a whole chunk (size line, data and CRLF)."""
+    end = buffer.find(b"\r\n")
+    if end < 0:
+        return False
+    try:
+        size = int(bytes(buffer[:end]).split(b";", 1)[0], 16)
+    except ValueError:
+        return True  # let the reader raise on it
+    return size == 0 or len(buffer) >= end + 4 + size
