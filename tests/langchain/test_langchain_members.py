@@ -260,3 +260,15 @@ async def test_backend_close_is_harmless(chat_openai: Callable[..., ChatOpenAI])
     await asyncio.sleep(0)
     [completion] = await backend.complete(_request())
     assert completion.content
+
+
+async def test_backend_json_object_answer(
+    lc_fake: FakeOpenAIServer, chat_openai: Callable[..., ChatOpenAI]
+) -> None:
+    [completion] = await LangChainBackend(chat_openai()).complete(
+        _request(
+            "Give a JSON with 'colour' and 'size' keys", response_format={"type": "json_object"}
+        )
+    )
+    assert json.loads(completion.content or "") == {"colour": "a", "size": "a"}
+    assert lc_fake.requests[-1]["response_format"] == {"type": "json_object"}

@@ -12,19 +12,15 @@ from langchain_core.messages import (
     BaseMessage,
     ChatMessage,
     HumanMessage,
+    InvalidToolCall,
     SystemMessage,
+    ToolCall,
+    ToolCallChunk,
     ToolMessage,
     convert_to_openai_messages,
 )
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import (
-    InvalidToolCall,
-    ToolCall,
-    ToolCallChunk,
-    invalid_tool_call,
-    tool_call,
-    tool_call_chunk,
-)
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 
 from polyfuse import InvalidRequestError, Usage
 from polyfuse import ToolCall as PolyfuseToolCall
@@ -161,10 +157,9 @@ def usage_from_metadata(metadata: UsageMetadata | None) -> Usage:
         return Usage.missing()
     prompt = int(metadata.get("input_tokens") or 0)
     completion = int(metadata.get("output_tokens") or 0)
-    total = metadata.get("total_tokens")
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        total_tokens=int(total) if total is not None else prompt + completion,
+        total_tokens=int(metadata.get("total_tokens") or prompt + completion),
         calls=1,
     )

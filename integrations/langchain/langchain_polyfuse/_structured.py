@@ -54,10 +54,12 @@ def structured_output(
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(_METHODS)}")
     if schema is None and method != "json_mode":
         raise ValueError(f"method={method!r} needs a schema (a pydantic class, TypedDict or dict)")
+    if isinstance(schema, Mapping):
+        schema = dict(schema)
     pydantic = _is_pydantic(schema)
     trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
     parser: Runnable[Any, Any]
-    if method == "function_calling":
+    if method == "function_calling" and schema is not None:
         tool_name = convert_to_openai_tool(schema)["function"]["name"]
         bound = llm.bind_tools(
             [schema], tool_choice=tool_name, strict=strict, ls_structured_output_format=trace

@@ -56,6 +56,11 @@ _FINISH_NAMES = {
     "tool_use": "tool_calls",
 }
 _DEFAULT_TAGS = ("polyfuse", "nostream")
+_ANY_OBJECT: dict[str, Any] = {
+    "title": "json_object",
+    "description": "Any JSON object.",
+    "type": "object",
+}
 
 
 class LangChainBackend:
@@ -265,7 +270,9 @@ class LangChainBackend:
                     schema.setdefault("description", spec["description"])
                 return model.with_structured_output(schema, method="json_schema", include_raw=True)
             if kind == "json_object":
-                return model.with_structured_output(None, method="json_mode", include_raw=True)
+                return model.with_structured_output(
+                    _ANY_OBJECT, method="json_mode", include_raw=True
+                )
         except (NotImplementedError, ValueError, TypeError) as exc:
             raise InvalidRequestError(
                 f"{self.name} ({type(model).__name__}) cannot produce {kind} output: {exc}"
