@@ -272,3 +272,65 @@ async def test_backend_json_object_answer(
     )
     assert json.loads(completion.content or "") == {"colour": "a", "size": "a"}
     assert lc_fake.requests[-1]["response_format"] == {"type": "json_object"}
+
+
+class ChainRuns(Runs):
+    """Also records chain runs."""
+
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any],
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.runs.append({"name": kwargs.get("name"), "id": run_id, "parent": parent_run_id})
+
+
+def test_streamed_chain_attaches_member_runs_to_the_chain(
+    chat_openai: Callable[..., ChatOpenAI],
+) -> None:
+    # LangChain does not hand _stream its run manager, so in streaming the members' runs are
+    # attached to the enclosing runnable (here the sequence), still inside the same trace.
+    from langchain_core.prompts import ChatPromptTemplate
+
+    chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | ChatFusion(
+        candidates=[chat_openai("a"), chat_openai("b")]
+    )
+    runs = ChainRuns()
+    chunks = list(chain.stream({"q": "streamed chain"}, config={"callbacks": [runs]}))
+    assert chunks[-1].chunk_position == "last"
+    sequence = next(r for r in runs.runs if r["name"] == "RunnableSequence")
+    members = [r for r in runs.runs if r["name"] == "ChatOpenAI"]
+    assert len(members) == 3
+    assert {r["parent"] for r in members} == {sequence["id"]}
+
+
+def test_langgraph_messages_stream_shows_only_the_fused_answer(
+    chat_openai: Callable[..., ChatOpenAI],
+) -> None:
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    llm = ChatFusion(candidates=[chat_openai("a"), chat_openai("b")], fusor=chat_openai("f"))
+
+    def answer(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("answer", answer)
+    graph.add_edge(START, "answer")
+    graph.add_edge("answer", END)
+    app = graph.compile()
+    streamed = [
+        (chunk, meta)
+        for chunk, meta in app.stream(
+            {"messages": [("human", "graph question")]}, stream_mode="messages"
+        )
+    ]
+    final = app.invoke({"messages": [("human", "graph question")]})["messages"][-1]
+    text = "".join(str(chunk.content) for chunk, _ in streamed)
+    assert text == final.content  # candidates' own tokens (tagged nostream) are not in it
+    assert {meta["langgraph_node"] for _, meta in streamed} == {"answer"}
+    assert len(streamed) > 2
