@@ -263,12 +263,11 @@ class ChatFusion(BaseChatModel):
         return self._endpoint(self.fusor, where="fusor")
 
     def _build_plan(self, model: str | None) -> FusionPlan:
-        if model is not None and not self.base_url and self.pool is None:
-            if not self.candidates and not self.endpoints:
-                raise InvalidRequestError(
-                    f"model={model!r} names a model served at base_url, but base_url is not set;"
-                    " pass base_url='http://host:port/v1' (or set POLYFUSE_BASE_URL)"
-                )
+        if model is not None and not self.base_url:
+            raise InvalidRequestError(
+                f"model={model!r} names a model served at base_url, but base_url is not set;"
+                " pass base_url='http://host:port/v1' (or set POLYFUSE_BASE_URL)"
+            )
         default: OpenAIEndpoint | None = None
         if self.base_url and model:
             settings = self._endpoint_settings()
