@@ -43,7 +43,9 @@ class LocalModel:
         gguf: a GGUF model file; ``None`` uses SmolLM2-135M-Instruct (see :func:`default_gguf`).
         slots: parallel sequences; use N + 1 for a fusion of N candidates plus its fusor.
         ctx_per_slot: context length (tokens) of each slot.
-        threads: CPU threads for llama.cpp (default: the CPUs this process may use).
+        threads: CPU threads for llama.cpp (default: half the CPUs this process may use, at
+            least 1: llama.cpp's threads spin at barriers, and competing for cores with the
+            Python client or other processes slows decoding by up to 10x, measured on 2 cores).
         name: the label the endpoint shows in results and logs.
         embeddings: also serve ``/v1/embeddings`` (mean pooling, L2-normalised vectors).
         cache_dir: where the default model is cached (default ``~/.cache/polyfuse``).
@@ -84,7 +86,7 @@ class LocalModel:
         self.gguf: Path | None = Path(gguf).expanduser() if gguf is not None else None
         self.slots = slots
         self.ctx_per_slot = ctx_per_slot
-        self.threads = threads if threads is not None else _available_cpus()
+        self.threads = threads if threads is not None else _default_threads()
         self.name = name
         self.embeddings = embeddings
         self.cache_dir = cache_dir
@@ -304,11 +306,10 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
         raise InvalidRequestError(f"{name} must be an integer in [{low}, {high}] (got {value!r})")
 
 
-def _available_cpus() -> int:
+def _default_threads() -> int:
     affinity = getattr(os, "sched_getaffinity", None)
-    if affinity is not None:
-        return max(1, len(affinity(0)))
-    return max(1, os.cpu_count() or 1)
+    cpus = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
+    return max(1, cpus // 2)
 
 
 def _alias_for(path: Path | None) -> str:

@@ -1,0 +1,269 @@
+"""From ``polyfuse ask`` options to one fusion preset (the same model ``polyfuse serve`` uses).
+
+Every way of asking — the embedded model, ``--endpoint`` URLs, a ``--config`` presets file —
+becomes a :class:`~polyfuse.presets.PresetsConfig` holding exactly one preset and only the
+endpoints it uses, run by :class:`~polyfuse.presets.PresetRegistry` (which also starts and
+stops the embedded model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from ..errors import InvalidRequestError
+from ..presets import STRATEGIES, PresetsConfig, load_config
+
+__all__ = ["LOCAL_MAX_TOKENS", "AskOptions", "AskPlan", "plan_ask"]
+
+LOCAL_MAX_TOKENS = 256
+"""``max_tokens`` used with the embedded model unless a preset or ``--max-tokens`` sets one
+(a 135M model on a CPU rambles; this bounds a fusion to a few seconds)."""
+
+_PRESET = "ask"
+_LOCAL = "local"
+_FUSOR = "fusor"
+
+
+@dataclass
+class AskOptions:
+    """The options of ``polyfuse ask`` that shape the fusion (all optional)."""
+
+    n: int | None = None
+    strategy: str | None = None
+    endpoints: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    api_key: SecretStr | None = None
+    fusor: str | None = None
+    fusor_model: str | None = None
+    gguf: Path | None = None
+    config: Path | None = None
+    preset: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    quorum: int | None = None
+    deadline: float | None = None
+
+
+@dataclass
+class AskPlan:
+    """What to run: a one-preset config, the preset's name, and the candidates' parameters."""
+
+    config: PresetsConfig
+    preset: str
+    params: dict[str, Any]
+
+    @property
+    def default_model_needed(self) -> bool:
+        """True when an endpoint is the embedded model with its default GGUF."""
+        return any(spec.local and not spec.gguf for spec in self.config.endpoints.values())
+
+
+def plan_ask(options: AskOptions) -> AskPlan:
+    """Check the options and build the plan; raise :class:`InvalidRequestError` on misuse."""
+    _check_numbers(options)
+    if options.config is not None:
+        return _from_file(options)
+    return _from_flags(options)
+
+
+def _check_numbers(options: AskOptions) -> None:
+    if options.n is not None and options.n < 1:
+        raise InvalidRequestError(f"--n must be at least 1 (got {options.n})")
+    if options.strategy is not None and options.strategy not in STRATEGIES:
+        raise InvalidRequestError(
+            f"unknown strategy {options.strategy!r}; use one of {', '.join(STRATEGIES)}"
+        )
+    if options.quorum is not None and options.quorum < 1:
+        raise InvalidRequestError(f"--quorum must be at least 1 (got {options.quorum})")
+    if options.deadline is not None and options.deadline <= 0:
+        raise InvalidRequestError(f"--deadline must be > 0 seconds (got {options.deadline})")
+    if options.max_tokens is not None and options.max_tokens < 1:
+        raise InvalidRequestError(f"--max-tokens must be at least 1 (got {options.max_tokens})")
+    if options.temperature is not None and options.temperature < 0:
+        raise InvalidRequestError(f"--temperature must be >= 0 (got {options.temperature})")
+
+
+def _cli_params(options: AskOptions) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if options.temperature is not None:
+        params["temperature"] = options.temperature
+    if options.max_tokens is not None:
+        params["max_tokens"] = options.max_tokens
+    if options.seed is not None:
+        params["seed"] = options.seed
+    return params
+
+
+# ---------------------------------------------------------------------------------- flags
+
+
+def _from_flags(options: AskOptions) -> AskPlan:
+    if options.preset is not None:
+        raise InvalidRequestError("--preset needs --config FILE (the presets file)")
+    endpoints: dict[str, dict[str, Any]] = {}
+    if options.endpoints:
+        if options.gguf is not None:
+            raise InvalidRequestError("--gguf is for the embedded model; drop it or --endpoint")
+        for name, url, model in _members(options):
+            endpoints[name] = _remote(url, model, options.api_key)
+    else:
+        if options.models:
+            raise InvalidRequestError(
+                "--model needs --endpoint URL (without --endpoint, the embedded model answers)"
+            )
+        endpoints[_LOCAL] = {"local": True, "gguf": str(options.gguf) if options.gguf else None}
+    pool = list(endpoints)
+    fusor = _flag_fusor(options, endpoints)
+    n = options.n if options.n is not None else (3 if len(pool) == 1 else 1)
+    size = n * len(pool)
+    if options.quorum is not None and options.quorum > size:
+        raise InvalidRequestError(f"--quorum {options.quorum} exceeds the {size} candidates")
+    preset: dict[str, Any] = {"pool": pool, "n": n, "strategy": options.strategy or "fuse"}
+    if fusor is not None:
+        preset["fusor"] = fusor
+    if options.quorum is not None:
+        preset["quorum"] = options.quorum
+    if options.deadline is not None:
+        preset["deadline"] = options.deadline
+    config = load_config({"endpoints": endpoints, "presets": {_PRESET: preset}})
+    return AskPlan(config=config, preset=_PRESET, params=_params_for(config, _PRESET, options))
+
+
+def _members(options: AskOptions) -> list[tuple[str, str, str]]:
+    urls, models = options.endpoints, options.models
+    if not models:
+        raise InvalidRequestError("--endpoint needs --model NAME (the model the server serves)")
+    if len(models) not in (1, len(urls)):
+        raise InvalidRequestError(
+            f"got {len(urls)} --endpoint and {len(models)} --model options; "
+            "give one --model per --endpoint, or one for all"
+        )
+    per_url = models if len(models) == len(urls) else models * len(urls)
+    pairs = list(zip(urls, per_url, strict=True))
+    members: list[tuple[str, str, str]] = []
+    used: set[str] = set()
+    for url, model in pairs:
+        name, k = model, 2
+        while name in used or name in (_LOCAL, _FUSOR):
+            name, k = f"{model}#{k}", k + 1
+        used.add(name)
+        members.append((name, url, model))
+    return members
+
+
+def _remote(url: str, model: str, api_key: SecretStr | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"base_url": url, "model": model}
+    if api_key is not None:
+        spec["api_key"] = api_key
+    return spec
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def _flag_fusor(options: AskOptions, endpoints: dict[str, dict[str, Any]]) -> str | None:
+    fusor = options.fusor
+    if fusor is None:
+        if options.fusor_model is not None:
+            raise InvalidRequestError("--fusor-model needs --fusor URL")
+        return None
+    remote = [spec for spec in endpoints.values() if not spec.get("local")]
+    if _is_url(fusor):
+        model = options.fusor_model or (remote[0]["model"] if remote else None)
+        if model is None:
+            raise InvalidRequestError("--fusor URL needs --fusor-model NAME")
+        endpoints[_FUSOR] = _remote(fusor, model, options.api_key)
+        return _FUSOR
+    if not remote:
+        raise InvalidRequestError(
+            f"--fusor {fusor!r} is not a URL; with the embedded model, give the fusor's URL "
+            "(--fusor http://HOST:PORT/v1 --fusor-model NAME)"
+        )
+    endpoints[_FUSOR] = _remote(remote[0]["base_url"], fusor, options.api_key)
+    return _FUSOR
+
+
+# ---------------------------------------------------------------------------------- file
+
+
+def _from_file(options: AskOptions) -> AskPlan:
+    assert options.config is not None
+    if options.endpoints or options.models or options.gguf is not None:
+        raise InvalidRequestError(
+            "--endpoint, --model and --gguf cannot be combined with --config; "
+            "define endpoints in the presets file"
+        )
+    config = load_config(options.config)
+    name = options.preset or _only_preset(config, options.config)
+    if name not in config.presets:
+        known = ", ".join(config.presets) or "none"
+        raise InvalidRequestError(
+            f"no preset {name!r} in {str(options.config)!r} (known presets: {known})"
+        )
+    preset = config.presets[name].model_dump()
+    for key in ("n", "strategy", "quorum", "deadline"):
+        value = getattr(options, key)
+        if value is not None:
+            preset[key] = value
+    endpoints = {
+        ref: config.endpoints[ref].model_dump()
+        for ref in [*preset["pool"], *([preset["fusor"]] if preset["fusor"] else [])]
+    }
+    if options.fusor is not None:
+        preset["fusor"] = _file_fusor(options, config, endpoints)
+    if options.quorum is not None and options.quorum > preset["n"] * len(preset["pool"]):
+        raise InvalidRequestError(f"--quorum {options.quorum} exceeds the preset's candidates")
+    narrowed = load_config({"endpoints": endpoints, "presets": {name: preset}})
+    return AskPlan(config=narrowed, preset=name, params=_params_for(narrowed, name, options))
+
+
+def _only_preset(config: PresetsConfig, path: Path) -> str:
+    names = list(config.presets)
+    if len(names) == 1:
+        return names[0]
+    known = ", ".join(names) or "none"
+    raise InvalidRequestError(
+        f"{str(path)!r} has several presets; pick one with --preset ({known})"
+    )
+
+
+def _file_fusor(
+    options: AskOptions, config: PresetsConfig, endpoints: dict[str, dict[str, Any]]
+) -> str:
+    fusor = options.fusor
+    assert fusor is not None
+    if _is_url(fusor):
+        if options.fusor_model is None:
+            raise InvalidRequestError("--fusor URL needs --fusor-model NAME")
+        name = _FUSOR
+        while name in config.endpoints:
+            name += "_"
+        endpoints[name] = _remote(fusor, options.fusor_model, options.api_key)
+        return name
+    if fusor not in config.endpoints:
+        known = ", ".join(config.endpoints) or "none"
+        raise InvalidRequestError(
+            f"--fusor {fusor!r} is neither a URL nor an endpoint of the presets file "
+            f"(endpoints: {known})"
+        )
+    endpoints[fusor] = config.endpoints[fusor].model_dump()
+    return fusor
+
+
+# ---------------------------------------------------------------------------------- params
+
+
+def _params_for(config: PresetsConfig, name: str, options: AskOptions) -> dict[str, Any]:
+    preset = config.presets[name]
+    params = dict(preset.params)
+    params.update(_cli_params(options))
+    uses_local = any(config.endpoints[ref].local for ref in preset.pool)
+    if uses_local and "max_tokens" not in params:
+        params["max_tokens"] = LOCAL_MAX_TOKENS
+    return params
