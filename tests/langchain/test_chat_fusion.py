@@ -383,3 +383,24 @@ def test_with_structured_output_rejects_unknown_arguments(lc_url: str) -> None:
         model.with_structured_output(Person, tools=[get_weather])
     with pytest.raises(ValueError, match="needs a schema"):
         model.with_structured_output(None, method="json_schema")
+
+
+def test_fusor_failure_falls_back_in_invoke_and_raises_mid_stream(
+    make_fake: Any, _fake_switch: tuple[Any, str]
+) -> None:
+    from polyfuse import AggregationError
+
+    fake = make_fake()
+    model = ChatFusion(base_url=_fake_switch[1], model="fake-model", n=2, fusor="fusor-model")
+    fake.inject(Fault("error_mid_stream", match_model="fusor-model"))
+    message = model.invoke("hello")
+    fusion = _fused(message)
+    assert fusion["selected"] == 0 and "failed" in fusion["fallback_reason"]
+    assert message.content == fusion["candidates"][0]["text"]
+
+    fake.inject(Fault("error_mid_stream", match_model="fusor-model"))
+    received: list[str] = []
+    with pytest.raises(AggregationError, match="cannot be taken back"):
+        for chunk in model.stream("hello"):
+            received.append(str(chunk.content))
+    assert "".join(received)  # part of the fused answer had been streamed
