@@ -325,11 +325,6 @@ class ChatFusion(BaseChatModel):
         models = dict.fromkeys(backend.model for backend in self._plan.pool.backends)
         return "+".join(models)
 
-    @property
-    def fusion_pool(self) -> Pool:
-        """The pool candidates are sampled from."""
-        return self._plan.pool
-
     # ------------------------------------------------------------------ LangChain hooks
 
     @property
