@@ -64,3 +64,11 @@ class TestChatFusionIntegration(ChatModelIntegrationTests):
     @property
     def model_override_value(self) -> str:
         return "other-model"
+
+
+class TestChatFusionIntegrationJsonSchema(TestChatFusionIntegration):
+    """The same suite with structured output through ``response_format`` (json_schema)."""
+
+    @property
+    def structured_output_kwargs(self) -> dict[str, Any]:
+        return {"method": "json_schema"}
