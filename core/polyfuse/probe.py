@@ -37,10 +37,10 @@ NSupport = Literal["honoured", "ignored", "rejected", "partial"]
 NUsage = Literal["all-choices", "under-counted", "unknown"]
 ToolSupport = Literal["supported", "ignored", "rejected"]
 
-_PROMPT = (
-    "Count from one to one hundred in words, separated by single spaces, and write nothing "
-    "else: one two three four five six"
-)
+# Asks for a long answer, so that every choice is cut at max_tokens (which makes the usage
+# of n > 1 checkable); the fake test server echoes it, and it is longer than max_tokens words.
+_PROMPT = "Write a long, detailed story about a dragon who learns to fly over the stormy sea."
+_N_ATTEMPTS = 3
 _TOOL = {
     "type": "function",
     "function": {
@@ -229,6 +229,15 @@ class _Prober:
         )
 
     async def n_check(self, n: int) -> _NResult:
+        # When choices stop early, their usage may not be checkable: ask again (at most 3 times).
+        result = await self._n_once(n)
+        for _ in range(_N_ATTEMPTS - 1):
+            if result.usage != "unknown":
+                break
+            result = await self._n_once(n)
+        return result
+
+    async def _n_once(self, n: int) -> _NResult:
         response = await self._post(self._body(n=n))
         if response.status_code >= 400:
             message, _ = error_message(response.content, response.status_code)
