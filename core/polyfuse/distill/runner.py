@@ -11,6 +11,7 @@ Order of work, so that mistakes surface before any request is sent or anything i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -86,13 +87,14 @@ class _Resume:
 
 def _resume_state(
     spec: DistillSpec,
-    scans: dict[Path, ScanResult],
+    output: tuple[Path, ScanResult],
+    errors: tuple[Path, ScanResult],
     *,
     allow_mixed_config: bool,
 ) -> _Resume:
     fingerprint = spec.fingerprint()
     if not allow_mixed_config:
-        for path, scan in scans.items():
+        for path, scan in (output, errors):
             other = sorted(scan.configs - {fingerprint})
             if other:
                 raise DistillOutputError(
@@ -101,9 +103,8 @@ def _resume_state(
                     "parameters or format differ. Write to a new file, or pass "
                     "--allow-mixed-config to add to it anyway"
                 )
-    output, errors = scans.values()
-    done = set(output.hashes)
-    return _Resume(done=done, failed=set(errors.hashes) - done)
+    done = set(output[1].hashes)
+    return _Resume(done=done, failed=set(errors[1].hashes) - done)
 
 
 def _pending(
@@ -207,17 +208,17 @@ async def adistill(
         out_file.close()
         raise
     try:
-        scans = {
-            out_path: scan_jsonl(out_path, repair=True),
-            err_path: scan_jsonl(err_path, repair=True),
-        }
-        for path, scan in scans.items():
+        scans = (
+            (out_path, scan_jsonl(out_path, repair=True)),
+            (err_path, scan_jsonl(err_path, repair=True)),
+        )
+        for path, scan in scans:
             if scan.torn_bytes:
                 summary.repaired.append(
                     f"cut a torn last line ({scan.torn_bytes} bytes) from {str(path)!r}"
                 )
                 logger.warning("%s", summary.repaired[-1])
-        resume = _resume_state(spec, scans, allow_mixed_config=allow_mixed_config)
+        resume = _resume_state(spec, *scans, allow_mixed_config=allow_mixed_config)
         total = sum(
             1 for _ in _pending(input_spec, resume, summary, retry_errors=retry_errors, limit=limit)
         )
@@ -268,7 +269,7 @@ async def _run_engine(
     ray_actors: int,
     ray_address: str | None,
 ) -> None:
-    panel = Panel.build(spec)
+    panel = await asyncio.to_thread(Panel.build, spec)  # may start an embedded model
     admission = panel.admission()
     if max_rows_in_flight is not None:
         if max_rows_in_flight < 1:
