@@ -34,8 +34,13 @@ def _fake_switch() -> Iterator[tuple[_Switch, str]]:
 
 @pytest.fixture
 def make_fake(_fake_switch: tuple[_Switch, str]) -> Callable[..., FakeOpenAIServer]:
-    """Install a fake configured with ``FakeOpenAIServer(**kwargs)``; returns it."""
+    """Install a fake configured with ``FakeOpenAIServer(**kwargs)``; returns it.
+
+    A fresh default fake is installed when this fixture is set up, before any test or fixture
+    body runs, so a configuration installed by calling this never gets replaced behind your back.
+    """
     switch, _ = _fake_switch
+    switch.app = FakeOpenAIServer()
 
     def install(**kwargs: Any) -> FakeOpenAIServer:
         switch.app = FakeOpenAIServer(**kwargs)
@@ -45,12 +50,14 @@ def make_fake(_fake_switch: tuple[_Switch, str]) -> Callable[..., FakeOpenAIServ
 
 
 @pytest.fixture
-def fake(make_fake: Callable[..., FakeOpenAIServer]) -> FakeOpenAIServer:
-    """A fresh fake server with default behaviour, installed for this test."""
-    return make_fake()
+def fake(
+    _fake_switch: tuple[_Switch, str], make_fake: Callable[..., FakeOpenAIServer]
+) -> FakeOpenAIServer:
+    """The fresh default fake server installed for this test."""
+    return _fake_switch[0].app
 
 
 @pytest.fixture
-def fake_url(_fake_switch: tuple[_Switch, str], fake: FakeOpenAIServer) -> str:
-    """Base URL (``http://127.0.0.1:PORT/v1``) of the fake server (a fresh one per test)."""
+def fake_url(_fake_switch: tuple[_Switch, str], make_fake: Callable[..., FakeOpenAIServer]) -> str:
+    """Base URL (``http://127.0.0.1:PORT/v1``) of the fake server (fresh for each test)."""
     return _fake_switch[1]

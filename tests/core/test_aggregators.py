@@ -244,6 +244,17 @@ async def test_fuse_answers_with_tool_calls(
     assert "Proposed tool calls" in last_user(fusor_body)
 
 
+async def test_fusor_gets_no_tools_when_no_draft_called_one(
+    make_fake: Callable[..., FakeOpenAIServer], endpoint: OpenAIEndpoint
+) -> None:
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    fake = make_fake(responder=lambda body, index: "plain text answer")
+    result = await Fusion(Pool.repeat(endpoint, 2)).arun("hi", tools=[tool], tool_choice="auto")
+    assert result.content and not result.tool_calls
+    assert fake.requests[0]["tools"] == [tool]  # candidates were offered the tools
+    assert "tools" not in fake.requests[-1] and "tool_choice" not in fake.requests[-1]
+
+
 @pytest.mark.parametrize(
     ("fused_call", "problem"),
     [

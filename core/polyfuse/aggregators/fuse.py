@@ -88,11 +88,12 @@ class Fuse(Aggregator):
             conversation=render_conversation(ctx.request),
             candidates=render_candidates(candidates),
         )
-        params = ctx.request.params.merged(self.params).model_copy(
-            update={"seed": ctx.request.params.seed}
-        )
-        if self.params.seed is not None:
-            params = params.model_copy(update={"seed": self.params.seed})
+        params = ctx.request.params.merged(self.params)
+        if params.tools and not any(c.tool_calls for c in candidates):
+            # No draft called a tool: the fused answer is text, so don't offer the tools.
+            params = params.model_copy(
+                update={"tools": None, "tool_choice": None, "parallel_tool_calls": None}
+            )
         call = await call_model(
             self.fusor,
             [{"role": "system", "content": system}, {"role": "user", "content": user}],
