@@ -3,6 +3,7 @@ server (the official openai client drives the third-party LLM)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -322,3 +323,28 @@ async def test_llamaindex_backend_text_stream(
     assert deltas[-1].finish_reason == "stop" and deltas[-1].usage is not None
     with pytest.raises(InvalidRequestError, match="LlamaIndex LLM"):
         LlamaIndexBackend(endpoints())  # type: ignore[arg-type]
+
+
+def test_sync_only_llamaindex_llms_still_run_candidates_concurrently(
+    make_fake: Callable[..., FakeOpenAIServer], fake_url: str
+) -> None:
+    """OpenAIClientLLM implements only sync methods (CustomLLM's async ones would block the
+    loop): the backend calls it in threads, so the server sees the candidates overlap."""
+    state = {"now": 0, "peak": 0}
+
+    async def slow(body: dict[str, Any], index: int) -> Any:
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        await asyncio.sleep(0.2)
+        state["now"] -= 1
+        return default_responder(body, index)
+
+    make_fake(responder=slow)
+    backend = LlamaIndexBackend(OpenAIClientLLM(base_url=fake_url, model="sync-only"))
+    assert backend.threaded
+    for policy in (QuorumPolicy(), QuorumPolicy(stream_candidates=True)):
+        state["peak"] = 0
+        result = Fusion(Pool.repeat(backend, 3), policy=policy).run("Hi")
+        assert [c.status for c in result.candidates] == ["ok", "ok", "ok"]
+        assert state["peak"] == 3
+    assert not LlamaIndexBackend(FusionLLM(Fusion(Pool.repeat(backend, 1)))).threaded

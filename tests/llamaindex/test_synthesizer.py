@@ -327,12 +327,27 @@ def test_no_nodes_gives_the_empty_response(
     assert str(synth.synthesize(QUESTION, [])) == "Nothing found."
     streaming = FusionSynthesizer(endpoints(), streaming=True)
     assert "".join(streaming.synthesize(QUESTION, []).response_gen) == "Empty Response"
+    assert synth.get_response(QUESTION, []) == "Nothing found."
     assert rag_fake.requests == []
 
 
 async def test_no_nodes_async(rag_fake: FakeOpenAIServer, endpoints: Endpoints) -> None:
     response = await FusionSynthesizer(endpoints()).asynthesize(QUESTION, [])
     assert str(response) == "Empty Response"
+    assert await FusionSynthesizer(endpoints()).aget_response(QUESTION, []) == "Empty Response"
+    streaming = FusionSynthesizer(endpoints(), streaming=True)
+    assert [t async for t in await streaming.aget_response(QUESTION, [])] == ["Empty Response"]
+    assert rag_fake.requests == []
+
+
+def test_a_single_draft_is_the_answer_without_a_fusor_call(
+    rag_fake: FakeOpenAIServer, endpoints: Endpoints, bm25: Callable[..., BM25Retriever]
+) -> None:
+    response = engine(FusionSynthesizer(endpoints(), num_drafts=1), bm25(2)).query(QUESTION)
+    details = fusion_details(response)
+    assert details["selected"] == 0 and details["fusor"]["sources"] == []
+    assert len(rag_fake.requests) == 1
+    assert check_citations(response) == [1]
 
 
 def test_all_drafts_failing_raises_a_clear_error(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from llama_index.core.base.llms.types import ChatResponse
-from llama_index.core.llms import LLM
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse
+from llama_index.core.llms import LLM, CustomLLM
 
 from polyfuse import (
     Backend,
@@ -31,7 +32,10 @@ class LlamaIndexBackend:
 
     The LLM can then be a member of a :class:`polyfuse.Pool` or the fusor of a
     :class:`polyfuse.Fuse`. Each candidate is one ``achat`` call (``astream_chat`` when
-    polyfuse streams), so the LLM's own retries, clients and instrumentation apply.
+    polyfuse streams), so the LLM's own retries, clients and instrumentation apply. A
+    ``CustomLLM`` that implements only the sync methods (whose inherited async methods would
+    block the event loop, so N candidates would run one after another) is called in worker
+    threads instead, so its candidates still run concurrently.
 
     Args:
         llm: the LlamaIndex LLM to call.
@@ -55,6 +59,7 @@ class LlamaIndexBackend:
             )
         self.llm = llm
         self.forward_params = forward_params
+        self.threaded = not _has_native_async(llm)
         self._model = _model_name(llm)
         self._name = name or self._model
 
@@ -79,7 +84,10 @@ class LlamaIndexBackend:
         messages = from_polyfuse_messages(request.messages)
         started = time.perf_counter()
         try:
-            response = await self.llm.achat(messages, **self._kwargs(request))
+            if self.threaded:
+                response = await asyncio.to_thread(self.llm.chat, messages, **self._kwargs(request))
+            else:
+                response = await self.llm.achat(messages, **self._kwargs(request))
         except PolyfuseError:
             raise
         except Exception as exc:
@@ -99,13 +107,8 @@ class LlamaIndexBackend:
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
         """Stream one answer; closing the iterator closes the LLM's stream."""
         messages = from_polyfuse_messages(request.messages)
-        try:
-            chunks = await self.llm.astream_chat(messages, **self._kwargs(request))
-        except PolyfuseError:
-            raise
-        except Exception as exc:
-            raise self._error(exc) from exc
         last: ChatResponse | None = None
+        chunks = self._chunks(messages, self._kwargs(request))
         try:
             async for chunk in chunks:
                 last = chunk
@@ -116,9 +119,7 @@ class LlamaIndexBackend:
         except Exception as exc:
             raise self._error(exc) from exc
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await chunks.aclose()  # type: ignore[attr-defined]
         if last is None:
             yield StreamDelta(finish_reason="stop", usage=Usage.missing(), model=self._model)
             return
@@ -133,6 +134,27 @@ class LlamaIndexBackend:
             usage=_usage(last),
             model=self._model,
         )
+
+    async def _chunks(
+        self, messages: list[ChatMessage], kwargs: dict[str, Any]
+    ) -> AsyncIterator[ChatResponse]:
+        """The LLM's stream chunks; the LLM's stream is closed when this iterator is."""
+        if not self.threaded:
+            chunks = await self.llm.astream_chat(messages, **kwargs)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            return
+        generator = await asyncio.to_thread(self.llm.stream_chat, messages, **kwargs)
+        try:
+            while (chunk := await asyncio.to_thread(next, generator, None)) is not None:
+                yield chunk
+        finally:
+            await asyncio.to_thread(generator.close)
 
     async def aclose(self) -> None:
         """Nothing to release: the wrapped LLM owns its clients."""
@@ -155,6 +177,18 @@ def as_backend(model: LLM | Backend) -> Backend:
         f"expected a LlamaIndex LLM or a polyfuse Backend, got {type(model).__name__}; "
         "e.g. polyfuse.OpenAIEndpoint(base_url, model) or any llama_index LLM"
     )
+
+
+def _has_native_async(llm: LLM) -> bool:
+    """False for a CustomLLM whose async methods are CustomLLM's sync-calling defaults."""
+    if not isinstance(llm, CustomLLM):
+        return True
+    names = ("achat", "acomplete", "astream_chat", "astream_complete")
+    return any(_defined_in(type(llm), name) is not CustomLLM for name in names)
+
+
+def _defined_in(cls: type, name: str) -> type | None:
+    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
 
 
 def _model_name(llm: LLM) -> str:

@@ -205,9 +205,15 @@ class FusionSynthesizer(BaseSynthesizer):
     ) -> RESPONSE_TEXT_TYPE:
         """The fused answer to ``query_str`` over ``text_chunks`` (source ``n`` is chunk
         ``n - 1``): text, a generator of text deltas when streaming, or an ``output_cls``
-        instance. Keyword arguments override ``draft_params`` for this call."""
+        instance; ``empty_response`` when there is no chunk. Keyword arguments override
+        ``draft_params`` for this call."""
         dispatcher.event(GetResponseStartEvent(query_str=query_str, text_chunks=list(text_chunks)))
-        answer = self._answer(self._prepare(query_str, text_chunks, response_kwargs))
+        if not text_chunks:
+            answer: RESPONSE_TEXT_TYPE = (
+                self._empty_response_generator() if self._streaming else self._empty_response
+            )
+        else:
+            answer = self._answer(self._prepare(query_str, text_chunks, response_kwargs))
         dispatcher.event(GetResponseEndEvent())
         return answer
 
@@ -217,7 +223,12 @@ class FusionSynthesizer(BaseSynthesizer):
     ) -> RESPONSE_TEXT_TYPE:
         """Async :meth:`get_response` (an async generator of deltas when streaming)."""
         dispatcher.event(GetResponseStartEvent(query_str=query_str, text_chunks=list(text_chunks)))
-        answer = await self._aanswer(self._prepare(query_str, text_chunks, response_kwargs))
+        if not text_chunks:
+            answer: RESPONSE_TEXT_TYPE = (
+                self._empty_response_agenerator() if self._streaming else self._empty_response
+            )
+        else:
+            answer = await self._aanswer(self._prepare(query_str, text_chunks, response_kwargs))
         dispatcher.event(GetResponseEndEvent())
         return answer
 

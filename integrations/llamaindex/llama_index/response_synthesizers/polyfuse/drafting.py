@@ -232,6 +232,8 @@ class GroundedFuse(Aggregator):
 
     async def aggregate(self, ctx: AggregationContext) -> Aggregate:
         """Fit the sources next to the drafts, then fuse with polyfuse's Fuse."""
+        if len(ctx.candidates) == 1:  # the lone draft is the answer; Fuse makes no call
+            return await Fuse(self.fusor, params=self.params).aggregate(ctx)
         bare = fuse_template(self.prompt, query=self.query, context="")
         drafts = "\n\n".join(
             f'<draft id="{i}">\n{c.text}\n</draft>' for i, c in enumerate(ctx.candidates)
