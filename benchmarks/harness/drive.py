@@ -2,8 +2,8 @@
 
 Every loop returns a JSON-able dict. Time is ``time.perf_counter``; client CPU is
 ``time.process_time`` of this process (user + system, all threads), which holds nothing but
-the contender, the loop and this driver; memory is the process's peak RSS
-(``resource.getrusage``).
+the contender, the loop and this driver, plus the CPU of the contender's helper processes (a
+proxy); memory is the peak RSS of this process (``resource.getrusage``) plus its helpers'.
 """
 
 from __future__ import annotations
@@ -15,13 +15,31 @@ from collections.abc import Callable
 from typing import Any
 
 from .contenders import Contender
+from .procstat import cpu_seconds
+from .procstat import peak_rss_mb as helper_peak_rss_mb
 
-__all__ = ["burst", "current_rss_mb", "latency_series", "peak_rss_mb", "steady_load", "ttft_series"]
+__all__ = [
+    "burst",
+    "client_cpu",
+    "current_rss_mb",
+    "latency_series",
+    "peak_rss_mb",
+    "stamper",
+    "steady_load",
+    "ttft_series",
+]
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def peak_rss_mb(contender: Contender | None = None) -> float:
+    """Peak resident set size so far, in MB: this process's plus the contender's helpers'."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    helpers = contender.helper_pids() if contender is not None else []
+    return own + sum(helper_peak_rss_mb(pid) for pid in helpers)
+
+
+def client_cpu(contender: Contender) -> float:
+    """CPU seconds used so far by this process and the contender's helper processes."""
+    return time.process_time() + sum(cpu_seconds(pid) for pid in contender.helper_pids())
 
 
 def current_rss_mb() -> float:
@@ -36,7 +54,7 @@ async def latency_series(contender: Contender, *, count: int, warmup: int) -> di
     for _ in range(warmup):
         await contender.fuse()
     latencies: list[float] = []
-    cpu0 = time.process_time()
+    cpu0 = client_cpu(contender)
     wall0 = time.perf_counter()
     for _ in range(count):
         started = time.perf_counter()
@@ -44,7 +62,7 @@ async def latency_series(contender: Contender, *, count: int, warmup: int) -> di
         latencies.append(time.perf_counter() - started)
     return {
         "latencies_s": latencies,
-        "cpu_s": time.process_time() - cpu0,
+        "cpu_s": client_cpu(contender) - cpu0,
         "wall_s": time.perf_counter() - wall0,
         "fusions": count,
     }
@@ -59,13 +77,13 @@ async def ttft_series(contender: Contender, *, count: int, warmup: int) -> dict[
     for _ in range(count):
         started = time.perf_counter()
         first: list[float] = []
-        await contender.fuse_stream(_stamp(first, started))
+        await contender.fuse_stream(stamper(first, started))
         totals.append(time.perf_counter() - started)
         ttfts.append(first[0] if first else totals[-1])
     return {"ttft_s": ttfts, "latencies_s": totals, "fusions": count}
 
 
-def _stamp(into: list[float], started: float) -> Callable[[], None]:
+def stamper(into: list[float], started: float) -> Callable[[], None]:
     return lambda: into.append(time.perf_counter() - started)
 
 
@@ -95,10 +113,10 @@ async def steady_load(
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
     await asyncio.sleep(window_start_s)
-    cpu0 = time.process_time()
+    cpu0 = client_cpu(contender)
     done0 = len(completions)
     await asyncio.sleep(max(0.0, duration_s - window_start_s))
-    cpu1 = time.process_time()
+    cpu1 = client_cpu(contender)
     done1 = len(completions)
     for task in tasks:
         task.cancel()
@@ -117,7 +135,7 @@ async def steady_load(
         "total_completed": len(completions),
         "errors": len(errors),
         "first_errors": errors[:3],
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(contender),
     }
 
 
@@ -128,12 +146,12 @@ async def burst(contender: Contender, *, concurrency: int, timeout_s: float) -> 
     """
     rss_before = current_rss_mb()
     errors: list[str] = []
-    cpu0 = time.process_time()
+    cpu0 = client_cpu(contender)
     start = time.perf_counter()
     tasks = [asyncio.ensure_future(contender.fuse()) for _ in range(concurrency)]
     done, pending = await asyncio.wait(tasks, timeout=timeout_s)
     elapsed = time.perf_counter() - start
-    cpu = time.process_time() - cpu0
+    cpu = client_cpu(contender) - cpu0
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
@@ -157,5 +175,5 @@ async def burst(contender: Contender, *, concurrency: int, timeout_s: float) -> 
         "cpu_s": cpu,
         "cpu_per_fusion_s": cpu / ok if ok else None,
         "rss_before_mb": rss_before,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(contender),
     }

@@ -23,10 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
+from .procstat import cpu_seconds
+
 __all__ = ["ServerSpec", "SimServers"]
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,7 @@ class SimServers:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used so far."""
-        with open(f"/proc/{self.pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        return cpu_seconds(self.pid)
 
 
 def _pythonpath() -> str:

@@ -55,10 +55,10 @@ async def run_job(job: dict[str, Any]) -> dict[str, Any]:
             )
         else:
             raise ValueError(f"unknown mode {mode!r}")
+        result.setdefault("peak_rss_mb", peak_rss_mb(contender))
     finally:
         await contender.aclose()
     result["rss_open_mb"] = rss_open
-    result.setdefault("peak_rss_mb", peak_rss_mb())
     return result
 
 

@@ -6,6 +6,7 @@ from .base import Contender, ContenderUnavailable
 from .langchain_parallel import LangChainContender
 from .llamaindex_tree import LlamaIndexContender
 from .openai_gather import OpenAIGatherContender, OpenAINContender
+from .optillm_moa import OptiLLMContender, optillm_executable
 from .polyfuse_engine import PolyfuseContender, PolyfuseFanoutContender
 from .raw_socket import RawNContender, RawSocketContender
 
@@ -18,10 +19,12 @@ __all__ = [
     "LlamaIndexContender",
     "OpenAIGatherContender",
     "OpenAINContender",
+    "OptiLLMContender",
     "PolyfuseContender",
     "PolyfuseFanoutContender",
     "RawNContender",
     "RawSocketContender",
+    "optillm_executable",
 ]
 
 CONTENDERS: dict[str, type[Contender]] = {
@@ -35,6 +38,7 @@ CONTENDERS: dict[str, type[Contender]] = {
         OpenAINContender,
         LangChainContender,
         LlamaIndexContender,
+        OptiLLMContender,
     )
 }
 """Every contender by name."""

@@ -25,11 +25,14 @@ class Contender(ABC):
         name: the id used on the command line and in results.
         label: how tables and plots name it.
         waits_for_all: whether it always waits for every candidate (no quorum).
+        sequential_calls: calls on its critical path (candidates, then fusor: 2), so its ideal
+            latency is this many calls.
     """
 
     name: ClassVar[str]
     label: ClassVar[str]
     waits_for_all: ClassVar[bool] = True
+    sequential_calls: ClassVar[int] = 2
 
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
@@ -47,6 +50,11 @@ class Contender(ABC):
         text = await self.fuse()
         on_first_token()
         return text
+
+    def helper_pids(self) -> list[int]:
+        """Processes doing this contender's work besides this one (e.g. a proxy), whose CPU and
+        memory count as its own."""
+        return []
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Close the clients."""
