@@ -20,6 +20,7 @@ from llama_index.core.base.llms.types import (
     TextBlock,
     ToolCallBlock,
 )
+from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.tools import FunctionTool
 from llama_index.retrievers.bm25 import BM25Retriever
@@ -155,6 +156,14 @@ def test_settings_llm_drives_llamaindex_builtins(
     # LlamaIndex's own compact synthesizer, answering through the fusion
     engine = RetrieverQueryEngine.from_args(bm25(2))
     assert str(engine.query("When was the Eiffel Tower completed?")).startswith("Fused: ")
+
+
+def test_token_counting_handler_sees_every_call(llm: FusionLLM) -> None:
+    counter = TokenCountingHandler()
+    llm.callback_manager = CallbackManager([counter])
+    total = result_of(llm.chat(HELLO)).usage.total
+    assert counter.prompt_llm_token_count == total.prompt_tokens
+    assert counter.completion_llm_token_count == total.completion_tokens
 
 
 def test_instrumentation_inside_the_chat_span(llm: FusionLLM, events: EventRecorder) -> None:

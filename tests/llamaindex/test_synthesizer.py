@@ -453,6 +453,25 @@ def test_sources_beyond_the_window_are_cut_then_left_out(
     assert check_citations(response) == [1]
 
 
+def test_the_fusor_sees_cited_sources_first_when_its_window_is_small(
+    rag_fake: FakeOpenAIServer, endpoints: Endpoints, fake_url: str
+) -> None:
+    filler = " It has many more details that nobody asked about." * 60
+    chunks = [f"Bananas are berries.{filler}", f"The Eiffel Tower was completed in 1889.{filler}"]
+    chunks += [f"The Nile is long.{filler}", f"Everest is high.{filler}"]
+    nodes = [NodeWithScore(node=TextNode(text=c), score=1.0) for c in chunks]
+    small = OpenAIClientLLM(base_url=fake_url, model="small-fusor")  # a 2048-token window
+    synth = FusionSynthesizer(drafters=[endpoints()], fusor=small, num_drafts=2)
+    response = synth.synthesize(QUESTION, nodes)
+
+    details = fusion_details(response)
+    assert details["omitted_sources"] == []  # the drafters' 3900-token windows hold them all
+    assert all(d["cited"] == [2] for d in details["drafts"])
+    assert 2 in details["fusor"]["sources"]  # the cited source comes first
+    assert details["fusor"]["omitted_sources"]  # the others did not all fit
+    assert check_citations(response) == [2]
+
+
 def test_partition_uses_more_context_than_one_window(
     rag_fake: FakeOpenAIServer, endpoints: Endpoints
 ) -> None:
