@@ -297,8 +297,12 @@ def test_bad_configuration_is_a_clear_error(fake_url: str) -> None:
         panel_spec("not a url")
     with pytest.raises(DistillConfigError, match="only applies to the preference format"):
         panel_spec(fake_url, chosen="best")
-    with pytest.raises(DistillConfigError, match="not a price"):
-        PriceTable.parse(["alpha=1"])
+    with pytest.raises(DistillConfigError, match="n: Input should be greater than or equal to 1"):
+        panel_spec(fake_url, n=0)
+    with pytest.raises(DistillConfigError, match="max_concurrency"):
+        panel_spec(fake_url, endpoint_options={"max_concurrency": 0})
+    with pytest.raises(DistillConfigError, match="name one twice"):
+        panel_spec(fake_url, aggregations=("fuse", "fuse"))
 
 
 async def test_endpoint_limits_are_kept_full(

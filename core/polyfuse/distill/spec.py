@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InvalidRequestError
 from ..presets import EndpointSpec, PresetsConfig, PresetSpec, load_config
@@ -145,15 +145,18 @@ class DistillSpec(BaseModel):
                     base_url=url, model=model, **dict(endpoint_options or {})
                 )
             except ValueError as exc:
-                raise DistillConfigError(f"endpoint {text!r}: {exc}") from None
+                raise DistillConfigError(f"endpoint {text!r}: {_friendly(exc)}") from None
             by_text[text] = unique
             return unique
 
         pool = [add(t) for t in teachers]
         fusor_name = add(fusor) if fusor else pool[0]
         judge_name = add(judge) if judge else None
-        preset = PresetSpec(pool=pool, strategy=strategy, n=n, fusor=fusor_name)
-        config = PresetsConfig(endpoints=endpoints, presets={_FLAGS_PRESET: preset})
+        try:
+            preset = PresetSpec(pool=pool, strategy=strategy, n=n, fusor=fusor_name)
+            config = PresetsConfig(endpoints=endpoints, presets={_FLAGS_PRESET: preset})
+        except ValidationError as exc:
+            raise DistillConfigError(f"invalid panel: {_friendly(exc)}") from None
         return cls.build(presets=config, preset=_FLAGS_PRESET, judge=judge_name, **options)
 
     @classmethod
@@ -230,11 +233,10 @@ class DistillSpec(BaseModel):
 
 
 def _friendly(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
+    if not isinstance(exc, ValidationError):
         return str(exc)
     parts = []
-    for err in errors():
+    for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
