@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,19 @@ def settings_for(
     if port is not None:
         table["port"] = port
     return registry, ServerSettings.from_table(table)
+
+
+def _log_to_stderr(level: str) -> None:
+    """Show polyfuse's own log lines (one per request at ``info``) like uvicorn's."""
+    from uvicorn.logging import DefaultFormatter
+
+    logger = logging.getLogger("polyfuse")
+    if not any(getattr(h, "_polyfuse_serve", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+        handler._polyfuse_serve = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
 
 
 class _Server(uvicorn.Server):
@@ -66,6 +80,7 @@ def run_server(config: Path | str, *, host: str | None = None, port: int | None 
     """
     registry, settings = settings_for(config, host=host, port=port)
     app = create_app(registry, settings)
+    _log_to_stderr(settings.log_level)
     server = _Server(
         uvicorn.Config(
             app,
