@@ -161,7 +161,7 @@ def _read_jsonl(spec: InputSpec) -> Iterator[PromptRow | InputProblem]:
             if not isinstance(record, dict):
                 yield InputProblem(number, f"a JSON {type(record).__name__}, not an object")
                 continue
-            yield _row(record, spec, number, messages_as_json=False)
+            yield _row(record, spec, number)
 
 
 def _read_csv(spec: InputSpec) -> Iterator[PromptRow | InputProblem]:
@@ -184,7 +184,7 @@ def _read_csv(spec: InputSpec) -> Iterator[PromptRow | InputProblem]:
                 start = reader.line_num + 1
                 continue
             row = {k: v for k, v in record.items() if k is not None and v is not None}
-            yield _row(row, spec, start, messages_as_json=True)
+            yield _row(row, spec, start)
             start = reader.line_num + 1
 
 
@@ -208,7 +208,7 @@ def _parquet_rows(parquet: Any, spec: InputSpec) -> Iterator[PromptRow | InputPr
     for batch in parquet.iter_batches(batch_size=1024):
         for record in batch.to_pylist():
             number += 1
-            yield _row(record, spec, number, messages_as_json=True)
+            yield _row(record, spec, number)
 
 
 def _check_columns(spec: InputSpec, columns: list[str]) -> None:
@@ -221,14 +221,12 @@ def _check_columns(spec: InputSpec, columns: list[str]) -> None:
         )
 
 
-def _row(
-    record: Mapping[str, Any], spec: InputSpec, line: int, *, messages_as_json: bool
-) -> PromptRow | InputProblem:
+def _row(record: Mapping[str, Any], spec: InputSpec, line: int) -> PromptRow | InputProblem:
     field = spec.prompt_field or ("messages" if "messages" in record else "prompt")
     if field not in record:
         return InputProblem(line, f"no field {spec.describe_field()} (fields: {_keys(record)})")
     value = record[field]
-    if isinstance(value, str) and messages_as_json and field == "messages":
+    if isinstance(value, str) and field == "messages":  # e.g. a CSV cell holding JSON
         try:
             value = json.loads(value)
         except ValueError:

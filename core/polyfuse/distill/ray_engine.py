@@ -91,7 +91,7 @@ async def run_ray(
             'the ray engine needs Ray: pip install "polyfuse[ray]"; or use --engine asyncio'
         ) from None
     if actors < 1:
-        raise DistillConfigError(f"ray actors must be >= 1 (got {actors})")
+        raise DistillConfigError(f"ray_actors must be >= 1 (got {actors})")
     if not rows:
         return
     started_here = not ray.is_initialized()

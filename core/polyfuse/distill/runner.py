@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from .._sync import run_sync
-from .errors import DistillInputError, DistillOutputError
+from .errors import DistillConfigError, DistillInputError, DistillOutputError
 from .inputs import InputProblem, InputSpec, PromptRow, read_prompts
 from .local_engine import run_local
 from .outcome import RowOutcome
@@ -192,8 +192,7 @@ async def adistill(
     input_spec = source if isinstance(source, InputSpec) else InputSpec(Path(source))
     out_path = Path(output)
     err_path = Path(errors) if errors is not None else errors_path_for(out_path)
-    if limit is not None and limit < 0:
-        raise DistillInputError(f"limit must be >= 0 (got {limit})")
+    _check_options(engine, limit, max_rows_in_flight, ray_actors)
     if not input_spec.path.exists():
         raise DistillInputError(f"the prompts file {str(input_spec.path)!r} does not exist")
     input_spec.resolved_format  # noqa: B018 - raises early on an unknown suffix
@@ -207,6 +206,8 @@ async def adistill(
     except BaseException:
         out_file.close()
         raise
+    panel: Panel | None = None
+    processor: RowProcessor | None = None
     try:
         scans = (
             (out_path, scan_jsonl(out_path, repair=True)),
@@ -224,23 +225,29 @@ async def adistill(
         )
         if summary.rows == 0:
             raise DistillInputError(_no_rows_message(input_spec, summary))
+        if total:
+            # Build endpoints (keys, an embedded model) and check parameters before the start.
+            panel = await asyncio.to_thread(Panel.build, spec)
+            processor = RowProcessor(spec, panel, prices=prices, source=str(input_spec.path))
         summary.stats = RunStats(total=total)
         if progress is not None:
             progress.started(summary)
         try:
-            if total:
+            if panel is not None and processor is not None:
+                admission = panel.admission()
+                if max_rows_in_flight is not None:
+                    admission = Admission(
+                        sampling_slots=min(admission.sampling_slots, max_rows_in_flight),
+                        max_in_flight=max_rows_in_flight,
+                    )
                 rows = _pending(input_spec, resume, None, retry_errors=retry_errors, limit=limit)
                 await _run_engine(
                     rows,
-                    input_spec,
-                    spec,
+                    processor,
+                    admission,
                     summary.stats,
-                    out_file,
-                    err_file,
+                    RecordSink(out_file, err_file, _advance(summary.stats, progress)),
                     engine=engine,
-                    prices=prices,
-                    progress=progress,
-                    max_rows_in_flight=max_rows_in_flight,
                     ray_actors=ray_actors,
                     ray_address=ray_address,
                 )
@@ -249,68 +256,68 @@ async def adistill(
             if progress is not None:
                 progress.finished(summary.stats)
     finally:
-        err_file.close()
-        out_file.close()
+        try:
+            if panel is not None:
+                await panel.aclose()
+        finally:
+            err_file.close()
+            out_file.close()
     return summary
 
 
-async def _run_engine(
-    rows: Iterator[PromptRow],
-    input_spec: InputSpec,
-    spec: DistillSpec,
-    stats: RunStats,
-    out_file: JsonlAppender,
-    err_file: JsonlAppender,
-    *,
-    engine: Engine,
-    prices: PriceTable | None,
-    progress: ProgressListener | None,
-    max_rows_in_flight: int | None,
-    ray_actors: int,
-    ray_address: str | None,
+def _check_options(
+    engine: str, limit: int | None, max_rows_in_flight: int | None, ray_actors: int
 ) -> None:
-    panel = await asyncio.to_thread(Panel.build, spec)  # may start an embedded model
-    admission = panel.admission()
-    if max_rows_in_flight is not None:
-        if max_rows_in_flight < 1:
-            await panel.aclose()
-            raise DistillInputError(f"max_rows_in_flight must be >= 1 (got {max_rows_in_flight})")
-        admission = Admission(
-            sampling_slots=min(admission.sampling_slots, max_rows_in_flight),
-            max_in_flight=max_rows_in_flight,
-        )
+    if engine not in ("asyncio", "ray"):
+        raise DistillConfigError(f"engine must be 'asyncio' or 'ray' (got {engine!r})")
+    if limit is not None and limit < 0:
+        raise DistillConfigError(f"limit must be >= 0 (got {limit})")
+    if max_rows_in_flight is not None and max_rows_in_flight < 1:
+        raise DistillConfigError(f"max_rows_in_flight must be >= 1 (got {max_rows_in_flight})")
+    if ray_actors < 1:
+        raise DistillConfigError(f"ray_actors must be >= 1 (got {ray_actors})")
 
+
+def _advance(stats: RunStats, progress: ProgressListener | None) -> Callable[[RowOutcome], None]:
     def on_written(outcome: RowOutcome) -> None:
         stats.add(outcome)
         if progress is not None:
             progress.advanced(stats)
 
-    sink = RecordSink(out_file, err_file, on_written).start()
+    return on_written
+
+
+async def _run_engine(
+    rows: Iterator[PromptRow],
+    processor: RowProcessor,
+    admission: Admission,
+    stats: RunStats,
+    sink: RecordSink,
+    *,
+    engine: Engine,
+    ray_actors: int,
+    ray_address: str | None,
+) -> None:
+    sink.start()
     stats.started_at = time.perf_counter()
-    source = str(input_spec.path)
     try:
         if engine == "ray":
             from .ray_engine import run_ray
 
-            await panel.aclose()
             await run_ray(
                 list(rows),
-                spec,
+                processor.spec,
                 sink,
                 admission=admission,
-                prices=prices,
-                source=source,
+                prices=processor.prices,
+                source=processor.source,
                 actors=ray_actors,
                 address=ray_address,
             )
         else:
-            processor = RowProcessor(spec, panel, prices=prices, source=source)
             await run_local(rows, processor, admission, sink)
     finally:
-        try:
-            await sink.close()
-        finally:
-            await panel.aclose()
+        await sink.close()
 
 
 def _no_rows_message(spec: InputSpec, summary: DistillSummary) -> str:
