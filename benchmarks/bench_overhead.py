@@ -77,7 +77,11 @@ def main() -> None:
     best_p50 = best_peer(rows, "over_p50_ms")
     best_p99 = best_peer(rows, "over_p99_ms")
     best_cpu = best_peer(rows, "cpu_ms")
+    floor = next((r.get("p50_ms") for r in rows if r["name"] == "raw"), None)
     for row in rows:
+        row["over_floor_ms"] = (
+            None if floor is None or row.get("p50_ms") is None else row["p50_ms"] - floor
+        )
         row["over_p50_vs_best"] = _ratio(row.get("over_p50_ms"), best_p50)
         row["cpu_vs_best"] = _ratio(row.get("cpu_ms"), best_cpu)
     columns = [
@@ -87,6 +91,7 @@ def main() -> None:
         ("p99 ms", lambda r: fmt(r.get("p99_ms"))),
         ("overhead p50 ms", lambda r: fmt(r.get("over_p50_ms"))),
         ("overhead p99 ms", lambda r: fmt(r.get("over_p99_ms"))),
+        ("p50 − raw floor p50 ms", lambda r: fmt(r.get("over_floor_ms"))),
         ("p50 / ideal", lambda r: fmt(r.get("vs_ideal"), 3)),
         ("overhead p50 / best peer", lambda r: fmt(r.get("over_p50_vs_best"), 2)),
         ("client CPU ms/fusion", lambda r: fmt(r.get("cpu_ms"), 2)),

@@ -66,6 +66,11 @@ def main() -> None:
             print(f"  {name}: {row.get('over_p50_ms', row.get('error'))}", flush=True)
         described = env.describe()
     best = best_peer(rows, "over_p50_ms")
+    floor = next((r.get("p50_ms") for r in rows if r["name"] == "raw"), None)
+    for row in rows:
+        row["over_floor_ms"] = (
+            None if floor is None or row.get("p50_ms") is None else row["p50_ms"] - floor
+        )
     columns = [
         ("contender", lambda r: r["label"]),
         ("ideal TTFT ms", lambda r: fmt(r.get("ideal_ms"), 0)),
@@ -73,6 +78,7 @@ def main() -> None:
         ("TTFT p99 ms", lambda r: fmt(r.get("p99_ms"))),
         ("over ideal p50 ms", lambda r: fmt(r.get("over_p50_ms"))),
         ("over ideal p99 ms", lambda r: fmt(r.get("over_p99_ms"))),
+        ("TTFT p50 − raw floor ms", lambda r: fmt(r.get("over_floor_ms"))),
         ("whole answer p50 ms", lambda r: fmt(r.get("total_p50_ms"), 0)),
         ("error", lambda r: r.get("error") or ""),
     ]
