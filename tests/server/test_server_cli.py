@@ -22,7 +22,9 @@ from server_helpers import wait_until
 from polyfuse.testing import FakeOpenAIServer, FakeReply, LatencyModel
 
 API_KEY = "sk-cli-test-key-8c1f"
-CLI = [sys.executable, "-c", "from polyfuse.cli import main; main()"]
+# The console script pip installed next to this interpreter (`polyfuse = polyfuse.cli:main`).
+SCRIPT = Path(sys.executable).with_name("polyfuse")
+CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "polyfuse.cli"]
 
 
 def write_config(path: Path, fake_url: str, *, server: str = "") -> Path:

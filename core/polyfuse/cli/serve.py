@@ -21,23 +21,22 @@ def serve_command(
         typer.Option(
             "--config",
             "-c",
-            help="Presets file (TOML): endpoints, presets and an optional [server] table.",
+            help="Presets file (TOML): endpoints, presets and an optional \\[server] table.",
             dir_okay=False,
         ),
     ],
     host: Annotated[
         str | None,
-        typer.Option(help="Interface to bind (default: [server] host, else 127.0.0.1)."),
+        typer.Option(help="Interface to bind (default: \\[server] host, else 127.0.0.1)."),
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option(help="Port to bind (default: [server] port, else 8090; 0 = any free)."),
+        typer.Option(help="Port to bind (default: \\[server] port, else 8090; 0 = any free)."),
     ] = None,
 ) -> None:
     """Serve every preset as an OpenAI model named fusion/<preset>.
 
-    Point any OpenAI client at http://HOST:PORT/v1. Requests in flight finish on Ctrl-C
-    (up to [server] shutdown_timeout_s).
+    Point any OpenAI client at http://HOST:PORT/v1. Ctrl-C drains requests in flight.
     """
     missing = [name for name in _SERVER_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
