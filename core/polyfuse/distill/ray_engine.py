@@ -97,6 +97,9 @@ async def run_ray(
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    bars = context.enable_progress_bars
+    context.enable_progress_bars = False  # the caller shows its own progress
     try:
         per_actor = admission.split(actors)
         batch_size = max(1, math.ceil(per_actor.max_in_flight / _BATCHES_PER_ACTOR))
@@ -116,7 +119,7 @@ async def run_ray(
             },
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
         )
         loop = asyncio.get_running_loop()
 
@@ -127,5 +130,6 @@ async def run_ray(
 
         await asyncio.to_thread(drain)
     finally:
+        context.enable_progress_bars = bars
         if started_here:
             ray.shutdown()
