@@ -19,7 +19,7 @@ from ..presets import STRATEGIES, PresetsConfig, load_config
 
 __all__ = ["LOCAL_MAX_TOKENS", "AskOptions", "AskPlan", "plan_ask"]
 
-LOCAL_MAX_TOKENS = 256
+LOCAL_MAX_TOKENS = 128
 """``max_tokens`` used with the embedded model unless a preset or ``--max-tokens`` sets one
 (a 135M model on a CPU rambles; this bounds a fusion to a few seconds)."""
 

@@ -15,6 +15,7 @@ so it cannot be stopped reliably.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -49,9 +50,7 @@ def _port_problem(port: int) -> str | None:
     return None
 
 
-def _params(config: dict[str, Any]) -> Any:
-    import xllamacpp
-
+def _params(xllamacpp: Any, config: dict[str, Any]) -> Any:
     params = xllamacpp.CommonParams()
     params.model.path = config["model"]
     params.model_alias = {config["alias"]}  # a set: a plain string would become its letters
@@ -75,7 +74,8 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     config: dict[str, Any] = json.loads(argv[0])
     try:
-        import xllamacpp
+        # A compiled extension that star-imports its names: typed as Any.
+        xllamacpp: Any = importlib.import_module("xllamacpp")
     except ImportError as exc:
         _report({"kind": "import", "error": str(exc)})
         return 1
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
         _report({"kind": "port", "error": problem})
         return 1
     try:
-        server = xllamacpp.Server(_params(config))
+        server = xllamacpp.Server(_params(xllamacpp, config))
     except RuntimeError as exc:
         _report({"kind": "load", "error": str(exc)})
         return 1

