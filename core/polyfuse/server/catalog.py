@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from ..errors import InvalidRequestError
 from ..fusion import Fusion
 from ..messages import ChatRequest, SamplingParams
@@ -31,9 +33,12 @@ class PresetCatalog:
         for name in registry.names:
             try:
                 self._defaults[name] = SamplingParams.model_validate(registry.params(name))
-            except ValueError as exc:
+            except ValidationError as exc:
+                details = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                )
                 raise InvalidRequestError(
-                    f"preset {name!r} has invalid params: {exc}; fix [presets.{name}] params"
+                    f"preset {name!r} has invalid params ({details}); fix [presets.{name}] params"
                 ) from None
 
     @property
