@@ -88,6 +88,12 @@ def test_cli_with_a_presets_file(
     judge_calls = record["provenance"]["aggregations"]["best_of_n"]["calls"]
     assert {c["name"] for c in judge_calls} == {"alpha"}
     assert all(r.get("temperature") == 0.3 for r in panel_fake.requests if r["model"] == "beta")
+    mixed = CliRunner().invoke(
+        cli,
+        ["distill", str(source), "-o", str(out), "-c", str(config), "--preset", "panel"]
+        + ["--n", "2", "--no-progress"],
+    )
+    assert mixed.exit_code == 2 and "set n in the preset" in mixed.output
 
 
 def test_cli_exit_codes(

@@ -20,6 +20,7 @@ from ..distill import (
 )
 from ..distill.spec import Chosen, RecordFormat, Strategy
 from ..errors import InvalidRequestError, PolyfuseError
+from ..presets import STRATEGIES
 from ._output import print_error
 
 __all__ = ["EXIT_ROWS_FAILED", "distill_command", "register"]
@@ -27,16 +28,14 @@ __all__ = ["EXIT_ROWS_FAILED", "distill_command", "register"]
 EXIT_ROWS_FAILED = 3
 """Exit status when the run finished but some rows went to the errors file."""
 
-_STRATEGIES = ("fuse", "best-of-n", "vote", "usc", "moa")
-
 
 def _strategies(text: str | None) -> tuple[Strategy, ...]:
     if not text:
         return ()
     names = [part.strip() for part in text.split(",") if part.strip()]
     for name in names:
-        if name not in _STRATEGIES:
-            raise typer.BadParameter(f"{name!r} is not one of {', '.join(_STRATEGIES)}")
+        if name not in STRATEGIES:
+            raise typer.BadParameter(f"{name!r} is not one of {', '.join(STRATEGIES)}")
     return tuple(names)  # type: ignore[return-value]
 
 
@@ -47,7 +46,7 @@ def _spec(
     teachers: list[str],
     fusor: str | None,
     judge: str | None,
-    n: int,
+    n: int | None,
     api_key_env: str | None,
     max_concurrency: int | None,
     params: dict[str, Any],
@@ -56,6 +55,11 @@ def _spec(
     if config is not None:
         if teachers or fusor:
             raise typer.BadParameter("use either --config/--preset or --teacher/--fusor, not both")
+        if n is not None or api_key_env or max_concurrency is not None:
+            raise typer.BadParameter(
+                "--n, --api-key-env and --max-concurrency go with --teacher; with --config, "
+                "set n in the preset and api_key_env / max_concurrency on its endpoints"
+            )
         if not preset:
             raise typer.BadParameter("--config needs --preset NAME")
         return DistillSpec.from_file(config, preset, judge=judge, params=params, **options)
@@ -75,7 +79,7 @@ def _spec(
         teachers,
         fusor=fusor,
         judge=judge,
-        n=n,
+        n=n if n is not None else 1,
         strategy=strategies[0],
         endpoint_options=endpoint_options,
         params=params,
@@ -132,7 +136,7 @@ def distill_command(
         str | None,
         typer.Option(help="Judge: MODEL@BASE_URL, or an endpoint name with --config."),
     ] = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Samples per teacher.")] = 1,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Samples per teacher [1].")] = None,
     api_key_env: Annotated[
         str | None, typer.Option(help="Env var holding the endpoints' API key.")
     ] = None,
