@@ -62,7 +62,8 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
     )
 
     def __init__(self, base_url: str, model_name: str = "unknown", **kwargs: Any) -> None:
-        super().__init__(base_url=base_url.strip().rstrip("/"), model_name=model_name, **kwargs)
+        data = {"base_url": base_url.strip().rstrip("/"), "model_name": model_name, **kwargs}
+        super().__init__(**data)
 
     @classmethod
     def class_name(cls) -> str:

@@ -212,7 +212,9 @@ def _usage(response: ChatResponse) -> Usage:
     if raw_usage is not None and not isinstance(raw_usage, Mapping):
         dump = getattr(raw_usage, "model_dump", None)
         raw_usage = dump() if callable(dump) else None
-    return Usage.from_openai(raw_usage) if raw_usage else Usage.missing()
+    if isinstance(raw_usage, Mapping) and raw_usage:
+        return Usage.from_openai(raw_usage)
+    return Usage.missing()
 
 
 def _finish_reason(response: ChatResponse, calls: list[ToolCall] | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.generic_utils import (
@@ -268,7 +268,7 @@ class FusionLLM(FunctionCallingLLM):
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         request = self._request(messages, kwargs)
 
-        def gen() -> Iterator[ChatResponse]:
+        def gen() -> ChatResponseGen:
             consumer = FusionEventConsumer(dispatcher)
             text = ""
             events = self._fusion.stream(request)
@@ -289,7 +289,7 @@ class FusionLLM(FunctionCallingLLM):
     ) -> ChatResponseAsyncGen:
         request = self._request(messages, kwargs)
 
-        async def gen() -> AsyncIterator[ChatResponse]:
+        async def gen() -> ChatResponseAsyncGen:
             consumer = FusionEventConsumer(dispatcher)
             text = ""
             events = self._fusion.astream(request)

@@ -137,9 +137,11 @@ class FusionSynthesizer(BaseSynthesizer):
         empty_response: str | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        if llm is None and not drafters:
-            llm = Settings.llm  # LlamaIndex's default (raises if none can be built)
-        models = list(drafters) if drafters else [llm]
+        if drafters:
+            models: list[Model] = list(drafters)
+        else:
+            llm = llm if llm is not None else Settings.llm  # raises if none can be built
+            models = [llm]
         fusor_model = fusor if fusor is not None else (llm if llm is not None else models[0])
         if context not in _MODES:
             raise InvalidRequestError(
@@ -188,14 +190,14 @@ class FusionSynthesizer(BaseSynthesizer):
         """The draft and fuse prompts."""
         return {"draft_prompt": self._draft_prompt, "fuse_prompt": self._fuse_prompt}
 
-    def _update_prompts(self, prompts: PromptDictType) -> None:
+    def _update_prompts(self, prompts_dict: PromptDictType) -> None:
         """Replace the draft and/or fuse prompt (their variables are checked)."""
-        if "draft_prompt" in prompts:
-            check_prompt("draft_prompt", prompts["draft_prompt"], DRAFT_PROMPT_VARS)
-            self._draft_prompt = prompts["draft_prompt"]
-        if "fuse_prompt" in prompts:
-            check_prompt("fuse_prompt", prompts["fuse_prompt"], FUSE_PROMPT_VARS)
-            self._fuse_prompt = prompts["fuse_prompt"]
+        if "draft_prompt" in prompts_dict:
+            check_prompt("draft_prompt", prompts_dict["draft_prompt"], DRAFT_PROMPT_VARS)
+            self._draft_prompt = prompts_dict["draft_prompt"]
+        if "fuse_prompt" in prompts_dict:
+            check_prompt("fuse_prompt", prompts_dict["fuse_prompt"], FUSE_PROMPT_VARS)
+            self._fuse_prompt = prompts_dict["fuse_prompt"]
 
     # ------------------------------------------------------------------ BaseSynthesizer API
 

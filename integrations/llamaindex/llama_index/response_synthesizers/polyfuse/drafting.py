@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from llama_index.core.prompts import BasePromptTemplate
 
@@ -59,9 +59,9 @@ class PromptedBackend:
     """A backend bound to one draft prompt: every request it gets is answered with that prompt
     and the request's sampling parameters."""
 
-    def __init__(self, inner: Backend, messages: list[dict[str, Any]]) -> None:
+    def __init__(self, inner: Backend, prompt: ChatRequest) -> None:
         self.inner = inner
-        self._request = ChatRequest.from_wire(messages, SamplingParams())
+        self._prompt = prompt
 
     @property
     def name(self) -> str:
@@ -85,18 +85,18 @@ class PromptedBackend:
     @property
     def messages(self) -> list[dict[str, Any]]:
         """The draft prompt this backend sends."""
-        return self._request.wire_messages
+        return self._prompt.wire_messages
 
     def __repr__(self) -> str:
         return f"PromptedBackend({self.inner!r})"
 
     async def complete(self, request: ChatRequest, *, n: int = 1) -> list[Completion]:
         """Answer the bound prompt with ``request``'s parameters."""
-        return await self.inner.complete(self._request.with_params(request.params), n=n)
+        return await self.inner.complete(self._prompt.with_params(request.params), n=n)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
         """Stream the answer to the bound prompt with ``request``'s parameters."""
-        return self.inner.stream(self._request.with_params(request.params))
+        return self.inner.stream(self._prompt.with_params(request.params))
 
     async def aclose(self) -> None:
         """Nothing to do: the drafting model is shared and closed by its owner."""
@@ -148,12 +148,12 @@ def plan_drafts(
     """
     views = layouts(sources, num_drafts, mode)
     overhead = count_messages(draft_messages(prompt, query=query, context=""), count)
-    groups: dict[tuple[int, tuple[int, ...], tuple[int, ...]], list[Any]] = {}
+    groups: dict[tuple[int, str], _Group] = {}  # (drafter, rendered sources), first-seen order
     seen_any: dict[int, Source] = {}
     truncated: set[int] = set()
     for i, view in enumerate(views):
         drafter = drafters[i % len(drafters)]
-        packed: Packed = pack(
+        packed = pack(
             view,
             budget=drafter.context_window - drafter.num_output - overhead,
             count=count,
@@ -162,32 +162,44 @@ def plan_drafts(
         truncated.update(packed.truncated)
         for source in packed.sources:
             seen_any.setdefault(source.number, source)
-        key = (
-            i % len(drafters),
-            tuple(s.number for s in packed.sources),
-            tuple(packed.truncated),
-        )
-        if key in groups:
-            groups[key][1] += 1
+        context = render_sources(packed.sources)
+        group = groups.get((i % len(drafters), context))
+        if group is None:
+            groups[(i % len(drafters), context)] = _Group(drafter, packed, context)
         else:
-            groups[key] = [drafter, 1, packed]
+            group.samples += 1
+    prompts: dict[str, ChatRequest] = {}  # one encoded prompt per distinct context
     members: list[PoolMember] = []
     seen: list[list[int]] = []
-    first: list[dict[str, Any]] | None = None
-    for drafter, samples, packed in groups.values():
-        messages = draft_messages(prompt, query=query, context=render_sources(packed.sources))
-        first = first if first is not None else messages
-        members.append(PoolMember(PromptedBackend(drafter.backend, messages), samples=samples))
-        seen.extend([[s.number for s in packed.sources]] * samples)
-    assert first is not None  # num_drafts >= 1 is checked by layouts()
+    for group in groups.values():
+        bound = prompts.get(group.context)
+        if bound is None:
+            messages = draft_messages(prompt, query=query, context=group.context)
+            bound = prompts[group.context] = ChatRequest.from_wire(messages, SamplingParams())
+        # PromptedBackend is a Backend; its supports_n is a property that delegates to the
+        # drafting model (so what polyfuse learns about n persists), which type checkers
+        # do not match with the protocol's plain attribute.
+        view = cast(Backend, PromptedBackend(group.drafter.backend, bound))
+        members.append(PoolMember(view, group.samples))
+        seen.extend([[s.number for s in group.packed.sources]] * group.samples)
     return DraftPlan(
-        request=ChatRequest.from_wire(first, params),
+        request=next(iter(prompts.values())).with_params(params),
         pool=Pool(members),
         seen=seen,
         sources=[seen_any[n] for n in sorted(seen_any)],
         omitted=sorted(s.number for s in sources if s.number not in seen_any),
         truncated=sorted(truncated),
     )
+
+
+@dataclass
+class _Group:
+    """Drafts that share a drafter and a prompt: one pool member sampled ``samples`` times."""
+
+    drafter: Drafter
+    packed: Packed
+    context: str
+    samples: int = 1
 
 
 class GroundedFuse(Aggregator):
