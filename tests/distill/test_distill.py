@@ -292,7 +292,13 @@ def test_unwritable_output_fails_before_any_request(
     assert panel_fake.requests == []
 
 
-def test_bad_configuration_is_a_clear_error(fake_url: str) -> None:
+def test_bad_configuration_is_a_clear_error(
+    tmp_path: Path, panel_fake: FakeOpenAIServer, fake_url: str
+) -> None:
+    typo = panel_spec(fake_url, params={"temprature": 0.3})
+    with pytest.raises(DistillConfigError, match="temprature: Extra inputs"):
+        distill(_prompts(tmp_path), tmp_path / "out.jsonl", typo)
+    assert panel_fake.requests == []
     with pytest.raises(DistillConfigError, match="MODEL@BASE_URL"):
         panel_spec("not a url")
     with pytest.raises(DistillConfigError, match="only applies to the preference format"):

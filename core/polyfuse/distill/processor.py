@@ -26,7 +26,7 @@ from .outcome import RowOutcome, encode_line
 from .panel import Panel
 from .pricing import PriceTable
 from .provenance import aggregation_entry, priced_calls, teacher_entry, usage_by_role, usage_dict
-from .spec import DistillSpec
+from .spec import DistillSpec, friendly_error
 
 __all__ = ["RowProcessor"]
 
@@ -67,7 +67,10 @@ class RowProcessor:
         try:
             self.params = SamplingParams.model_validate(spec.sampling_params())
         except ValidationError as exc:
-            raise DistillConfigError(f"invalid sampling parameters: {exc}") from None
+            raise DistillConfigError(
+                f"invalid sampling parameters: {friendly_error(exc)}; put vendor-specific "
+                "fields in extra_body"
+            ) from None
 
     async def process(self, row: PromptRow, gate: asyncio.Semaphore | None = None) -> RowOutcome:
         """Make the record for ``row``; failures become an error outcome.

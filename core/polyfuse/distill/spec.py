@@ -19,7 +19,15 @@ from ..presets import EndpointSpec, PresetsConfig, PresetSpec, load_config
 from ..prompts import PROMPT_VERSION
 from .errors import DistillConfigError
 
-__all__ = ["METHOD_OF", "Chosen", "DistillSpec", "RecordFormat", "parse_endpoint"]
+__all__ = [
+    "METHOD_OF",
+    "Chosen",
+    "DistillSpec",
+    "RecordFormat",
+    "Strategy",
+    "friendly_error",
+    "parse_endpoint",
+]
 
 RecordFormat = Literal["sft", "alpaca", "preference"]
 Chosen = Literal["primary", "best"]
@@ -145,7 +153,7 @@ class DistillSpec(BaseModel):
                     base_url=url, model=model, **dict(endpoint_options or {})
                 )
             except ValueError as exc:
-                raise DistillConfigError(f"endpoint {text!r}: {_friendly(exc)}") from None
+                raise DistillConfigError(f"endpoint {text!r}: {friendly_error(exc)}") from None
             by_text[text] = unique
             return unique
 
@@ -156,7 +164,7 @@ class DistillSpec(BaseModel):
             preset = PresetSpec(pool=pool, strategy=strategy, n=n, fusor=fusor_name)
             config = PresetsConfig(endpoints=endpoints, presets={_FLAGS_PRESET: preset})
         except ValidationError as exc:
-            raise DistillConfigError(f"invalid panel: {_friendly(exc)}") from None
+            raise DistillConfigError(f"invalid panel: {friendly_error(exc)}") from None
         return cls.build(presets=config, preset=_FLAGS_PRESET, judge=judge_name, **options)
 
     @classmethod
@@ -167,7 +175,7 @@ class DistillSpec(BaseModel):
         except ValueError as exc:
             if isinstance(exc, InvalidRequestError):
                 raise
-            raise DistillConfigError(f"invalid distill settings: {_friendly(exc)}") from None
+            raise DistillConfigError(f"invalid distill settings: {friendly_error(exc)}") from None
 
     # ------------------------------------------------------------------ derived
 
@@ -232,7 +240,8 @@ class DistillSpec(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _friendly(exc: ValueError) -> str:
+def friendly_error(exc: ValueError) -> str:
+    """A validation error as one line: ``field: problem; ...``."""
     if not isinstance(exc, ValidationError):
         return str(exc)
     parts = []
