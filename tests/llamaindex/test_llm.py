@@ -357,3 +357,40 @@ def test_sync_only_llamaindex_llms_still_run_candidates_concurrently(
         assert [c.status for c in result.candidates] == ["ok", "ok", "ok"]
         assert state["peak"] == 3
     assert not LlamaIndexBackend(FusionLLM(Fusion(Pool.repeat(backend, 1)))).threaded
+
+
+def openai_like(base_url: str, model: str) -> Any:
+    from llama_index.llms.openai_like import OpenAILike
+
+    return OpenAILike(
+        model=model,
+        api_base=base_url,
+        api_key="test",
+        is_chat_model=True,
+        is_function_calling_model=True,
+        context_window=4096,
+        max_retries=0,
+    )
+
+
+def test_openai_like_llm_as_a_native_async_pool_member_with_tools(
+    fuse_fake: FakeOpenAIServer, fake_url: str, endpoints: Endpoints
+) -> None:
+    """LlamaIndex's own OpenAILike LLM: async-native, tool calls as ToolCallBlocks, usage
+    and finish reasons read from its responses."""
+    backend = LlamaIndexBackend(openai_like(fake_url, "li-openai-like"))
+    assert not backend.threaded
+    tool = FunctionTool.from_defaults(fn=multiply).metadata.to_openai_tool()
+    for policy in (QuorumPolicy(), QuorumPolicy(stream_candidates=True)):
+        fusion = Fusion(Pool.repeat(backend, 2), Fuse(endpoints("fusor")), policy)
+        result = fusion.run("What is 3 times 3?", tools=[tool], temperature=0.3)
+        for candidate in result.candidates:
+            assert candidate.status == "ok" and candidate.finish_reason == "tool_calls"
+            [call] = candidate.tool_calls or []
+            assert json.loads(call.function.arguments) == {"a": 3, "b": 3}
+        assert result.tool_calls[0].function.name == "multiply"
+    sent = [r for r in fuse_fake.requests if r["model"] == "li-openai-like"]
+    assert {r["temperature"] for r in sent} == {0.3}
+    assert all(r["tools"][0]["function"]["name"] == "multiply" for r in sent)
+    text = Fusion(Pool.repeat(backend, 2)).run("Hello there")
+    assert all(c.usage.total_tokens > 0 and c.finish_reason == "stop" for c in text.candidates)

@@ -181,6 +181,26 @@ def test_llamaindex_llms_draft_and_fuse(
     assert sorted(r["model"] for r in rag_fake.requests) == ["li-drafter", "li-drafter", "li-fusor"]
 
 
+def test_openai_like_llms_draft_and_fuse(
+    rag_fake: FakeOpenAIServer, fake_url: str, bm25: Callable[..., BM25Retriever]
+) -> None:
+    """LlamaIndex's OpenAILike, an async-native LLM, as drafter and fusor."""
+    from llama_index.llms.openai_like import OpenAILike
+
+    def like(model: str) -> OpenAILike:
+        return OpenAILike(
+            model=model, api_base=fake_url, api_key="test", is_chat_model=True,
+            context_window=4096, max_retries=0,
+        )  # fmt: skip
+
+    synth = FusionSynthesizer(drafters=[like("a"), like("b")], fusor=like("f"), streaming=True)
+    response = engine(synth, bm25(2)).query(QUESTION)
+    text = "".join(response.response_gen)
+    assert check_citations(response, text) == [1]
+    assert sorted(r["model"] for r in rag_fake.requests) == ["a", "b", "f"]
+    assert fusion_details(response)["usage"]["total"]["total_tokens"] > 0
+
+
 def test_partition_gives_each_draft_its_slice(
     rag_fake: FakeOpenAIServer, endpoints: Endpoints, bm25: Callable[..., BM25Retriever]
 ) -> None:
