@@ -1,15 +1,17 @@
-"""``python -m polyfuse.distill``: the ``distill`` command on its own (same as ``polyfuse distill``)."""
+"""``python -m polyfuse.distill ARGS`` is ``polyfuse distill ARGS`` (same flags, same exit
+statuses: 0 all rows written, 3 some rows failed, 2 bad input or options, 1 other failure,
+130 interrupted)."""
 
 from __future__ import annotations
 
-import typer
+import sys
 
-from ..cli.distill import distill_command
+from ..cli.app import run
 
 
 def main() -> None:
-    """Run the ``distill`` command."""
-    typer.run(distill_command)
+    """Run ``polyfuse distill`` with this process's arguments."""
+    sys.exit(run(["distill", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":
