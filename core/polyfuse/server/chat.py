@@ -239,7 +239,8 @@ class FusionStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self._watch.race(self._pump(send))
-        except ClientDisconnected:
+        except (ClientDisconnected, OSError):
+            # OSError: ASGI servers on spec 2.4 may raise it from send() once the client left.
             self._outcome.status = CLIENT_CLOSED
         finally:
             self._watch.close()
