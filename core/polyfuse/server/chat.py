@@ -125,9 +125,7 @@ class ChatCompletions:
                 completion_id=new_completion_id(),
                 model=model_id(outcome.preset),
                 created=int(time.time()),
-                extension=(
-                    extension_body(result, candidates=True) if parsed.return_candidates else None
-                ),
+                extension=extension_body(result) if parsed.return_candidates else None,
             )
             return Response(
                 json.dumps(body, ensure_ascii=False).encode(), media_type="application/json"
@@ -141,6 +139,9 @@ class ChatCompletions:
         except PolyfuseError as exc:
             error = self.failure(outcome, exc)
             return error_response(error)
+        except BaseException:
+            outcome.status = 500  # a bug or a server shutdown; the app's handler answers
+            raise
         finally:
             if not handed_off:
                 if watch is not None:
@@ -242,6 +243,9 @@ class FusionStream(Response):
         except (ClientDisconnected, OSError):
             # OSError: ASGI servers on spec 2.4 may raise it from send() once the client left.
             self._outcome.status = CLIENT_CLOSED
+        except BaseException:
+            self._outcome.status = 500
+            raise
         finally:
             self._watch.close()
             await self._events.aclose()  # type: ignore[attr-defined]
@@ -298,9 +302,7 @@ class FusionStream(Response):
             self._first_token()
             for chunk in self._writer.tool_call(index, call):
                 await self._write(send, chunk)
-        extension = (
-            extension_body(result, candidates=True) if self._parsed.return_candidates else None
-        )
+        extension = extension_body(result) if self._parsed.return_candidates else None
         await self._write(send, self._writer.finish(finish_reason(result), extension))
         if self._writer.include_usage:
             await self._write(send, self._writer.usage(result.usage.total))

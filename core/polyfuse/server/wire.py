@@ -50,23 +50,20 @@ def usage_body(usage: Usage) -> dict[str, int]:
     }
 
 
-def extension_body(result: FusionResult, *, candidates: bool) -> dict[str, Any]:
-    """The ``polyfuse`` response extension: how the answer was made, and optionally the
-    candidates themselves."""
+def extension_body(result: FusionResult) -> dict[str, Any]:
+    """The ``polyfuse`` response extension: how the answer was made, and every candidate."""
     record = result.aggregation
-    body: dict[str, Any] = {
+    return {
         "method": record.method,
         "selected": record.selected,
         "fallback_reason": record.fallback_reason,
         "usage": result.usage.model_dump_total(),
         "candidates_ok": len(result.succeeded),
         "candidates_failed": len(result.failed),
+        "candidates": [c.model_dump(mode="json") for c in result.candidates],
+        "scores": record.scores,
+        "contributions": record.contributions,
     }
-    if candidates:
-        body["candidates"] = [c.model_dump(mode="json") for c in result.candidates]
-        body["scores"] = record.scores
-        body["contributions"] = record.contributions
-    return body
 
 
 def _message(result: FusionResult) -> dict[str, Any]:
