@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -27,9 +29,12 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 
 from polyfuse import (
+    AggregationError,
     Backend,
     ChatRequest,
     Fusion,
+    FusionDone,
+    FusionEvent,
     FusionResult,
     InvalidRequestError,
     OpenAIEndpoint,
@@ -44,10 +49,32 @@ from ._results import ChunkStream, message_from_result
 from ._structured import StructuredMethod, structured_output
 from .backends import LangChainBackend
 
-__all__ = ["ChatFusion"]
+__all__ = ["ChatFusion", "FusionListener", "listen_to_fusions"]
 
 _SINGLE_MODEL_N = 3
 _MAX_OVERRIDES = 16
+
+FusionListener = Callable[[FusionEvent], None]
+"""Receives every event of a fusion, in order, ending with :class:`~polyfuse.FusionDone`."""
+
+_listener: ContextVar[FusionListener | None] = ContextVar("polyfuse_fusion_listener", default=None)
+
+
+@contextmanager
+def listen_to_fusions(listener: FusionListener) -> Iterator[None]:
+    """Report the events of every ``ChatFusion`` call made inside this block to ``listener``.
+
+    The listener runs on the thread or task that called the model and sees every event of the
+    fusion (candidates started, finished or failed, aggregation started, fused tokens, and
+    finally :class:`~polyfuse.FusionDone` with the whole :class:`~polyfuse.FusionResult`), in
+    ``invoke`` as well as in ``stream``. An exception it raises aborts the call. The LangGraph
+    node uses this to stream progress and to keep the fusion record in the graph state.
+    """
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
 
 
 @dataclass(frozen=True)
@@ -403,7 +430,10 @@ class ChatFusion(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         call = self._call(messages, stop, run_manager, kwargs)
-        return _chat_result(call.fusion.run(call.request), call.label)
+        listener = _listener.get()
+        if listener is None:
+            return _chat_result(call.fusion.run(call.request), call.label)
+        return _chat_result(_listened(call.fusion.stream(call.request), listener), call.label)
 
     async def _agenerate(
         self,
@@ -413,7 +443,11 @@ class ChatFusion(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         call = self._call(messages, stop, run_manager, kwargs)
-        return _chat_result(await call.fusion.arun(call.request), call.label)
+        listener = _listener.get()
+        if listener is None:
+            return _chat_result(await call.fusion.arun(call.request), call.label)
+        result = await _alistened(call.fusion.astream(call.request), listener)
+        return _chat_result(result, call.label)
 
     def _stream(
         self,
@@ -424,9 +458,12 @@ class ChatFusion(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         call = self._call(messages, stop, run_manager, kwargs)
         chunks = ChunkStream(fallback_model=call.label)
+        listener = _listener.get()
         events = call.fusion.stream(call.request)
         try:
             for event in events:
+                if listener is not None:
+                    listener(event)
                 chunk = chunks.chunk(event)
                 if chunk is not None:
                     yield chunk
@@ -444,9 +481,12 @@ class ChatFusion(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         call = self._call(messages, stop, run_manager, kwargs)
         chunks = ChunkStream(fallback_model=call.label)
+        listener = _listener.get()
         events = call.fusion.astream(call.request)
         try:
             async for event in events:
+                if listener is not None:
+                    listener(event)
                 chunk = chunks.chunk(event)
                 if chunk is not None:
                     yield chunk
@@ -549,6 +589,39 @@ def _tool_choice(choice: dict[str, Any] | str | bool, names: Sequence[str]) -> d
         f"tool_choice={choice!r} is not a bound tool; use 'auto', 'none', 'any', 'required' "
         f"or one of {', '.join(names) or 'the bound tools'}"
     )
+
+
+def _listened(events: Iterator[FusionEvent], listener: FusionListener) -> FusionResult:
+    """Run a fusion stream to its end, telling ``listener`` every event; return the result."""
+    last: FusionEvent | None = None
+    try:
+        for last in events:
+            listener(last)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+    return _result_of(last)
+
+
+async def _alistened(events: AsyncIterator[FusionEvent], listener: FusionListener) -> FusionResult:
+    """Async :func:`_listened`."""
+    last: FusionEvent | None = None
+    try:
+        async for last in events:
+            listener(last)
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return _result_of(last)
+
+
+def _result_of(last: FusionEvent | None) -> FusionResult:
+    """The result a fusion stream ends with (``Fusion.astream`` always ends with one)."""
+    if not isinstance(last, FusionDone):
+        raise AggregationError("the fusion stream ended without a result; retry the call")
+    return last.result
 
 
 def _chat_result(result: FusionResult, label: str) -> ChatResult:
