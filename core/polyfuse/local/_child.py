@@ -23,14 +23,23 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 _WATCH_INTERVAL_S = 0.5
 
 
-def _report(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
+def _report_channel() -> TextIO:
+    """A private copy of stdout for the one report line; stdout itself then goes to stderr
+    (the parent's log), so nothing llama.cpp prints can fill or garble the report pipe."""
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return channel
+
+
+def _report(channel: TextIO, message: dict[str, Any]) -> None:
+    with channel:  # closing it tells the parent there is nothing more to read
+        channel.write(json.dumps(message) + "\n")
 
 
 def _watch_parent(parent: int) -> None:
@@ -73,22 +82,23 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     config: dict[str, Any] = json.loads(argv[0])
+    channel = _report_channel()
     try:
         # A compiled extension that star-imports its names: typed as Any.
         xllamacpp: Any = importlib.import_module("xllamacpp")
     except ImportError as exc:
-        _report({"kind": "import", "error": str(exc)})
+        _report(channel, {"kind": "import", "error": str(exc)})
         return 1
     problem = _port_problem(config["port"])
     if problem is not None:
-        _report({"kind": "port", "error": problem})
+        _report(channel, {"kind": "port", "error": problem})
         return 1
     try:
         server = xllamacpp.Server(_params(xllamacpp, config))
     except RuntimeError as exc:
-        _report({"kind": "load", "error": str(exc)})
+        _report(channel, {"kind": "load", "error": str(exc)})
         return 1
-    _report({"address": server.listening_address})
+    _report(channel, {"address": server.listening_address})
     sys.stdin.buffer.read()  # blocks until the parent closes the pipe or dies
     sys.stderr.flush()
     os._exit(0)

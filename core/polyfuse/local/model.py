@@ -253,7 +253,13 @@ class LocalModel:
                 f"the local model server exited with status {code} before it was ready"
                 f"{_log_tail(log_path)}"
             )
-        message = json.loads(raw)
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            raise LocalModelError(
+                f"the local model server sent an unexpected line: {raw[:200]!r}"
+                f"{_log_tail(log_path)}"
+            ) from None
         if "address" in message:
             return str(message["address"])
         raise LocalModelError(self._start_error(message, log_path))
