@@ -1,104 +1,14 @@
-"""Fixtures for the LangGraph node tests: the session's fake server answering like an agent model.
-
-``agent_responder`` answers the way a small tool-using model would, so that real agent loops
-run to a text answer:
-
-* a candidate with tools whose question names tools not called yet (``get_weather``,
-  ``get_time``) calls the first of them, with string arguments copied from the first quoted
-  phrase of the question; once every named tool has answered, it writes
-  ``"Final: <tool results>"``;
-* the fusor copies the tool calls most drafts proposed, or else answers with the draft text
-  that sorts first (so the fused answer is one of the candidates' answers, deterministically);
-* everything else gets the fake's default reply (``"Answer <i>: <question>"``).
-"""
+"""Fixtures for the LangGraph node tests (the responder lives in ``graph_helpers``)."""
 
 from __future__ import annotations
 
-import json
-import re
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from langchain_core.tools import tool
+from graph_helpers import agent_responder
 
-from polyfuse.testing import FakeOpenAIServer, FakeReply, default_responder, schema_instance
-
-_QUOTED = re.compile(r"'([^'\n]{1,80})'")
-_PROPOSED = re.compile(r"^Proposed tool calls: (\[.*\])$", re.MULTILINE)
-_DRAFT = re.compile(r'<draft id="\d+">\n(.*?)\n</draft>', re.DOTALL)
-
-
-def _text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return str(content or "")
-
-
-def _fused_reply(prompt: str, tools: list[dict[str, Any]]) -> FakeReply:
-    proposals = _PROPOSED.findall(prompt)
-    if proposals and tools:
-        calls = json.loads(Counter(proposals).most_common(1)[0][0])
-        return FakeReply(
-            tool_calls=[
-                {
-                    "id": f"call_{call['name']}_{len(prompt)}",
-                    "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
-                }
-                for call in calls
-            ]
-        )
-    drafts = sorted(d.strip() for d in _DRAFT.findall(prompt))
-    return FakeReply(content=drafts[0] if drafts else "(no drafts)")
-
-
-def agent_responder(body: dict[str, Any], index: int) -> FakeReply:
-    """See the module docstring."""
-    messages: list[dict[str, Any]] = body.get("messages") or []
-    tools: list[dict[str, Any]] = body.get("tools") or []
-    users = [_text(m) for m in messages if m.get("role") == "user"]
-    if users and "<draft" in users[-1]:
-        return _fused_reply(users[-1], tools)
-    if not tools or not users:
-        return default_responder(body, index)
-    called = {
-        call["function"]["name"]
-        for m in messages
-        if m.get("role") == "assistant"
-        for call in m.get("tool_calls") or ()
-    }
-    question = users[0]
-    quoted = _QUOTED.findall(question)
-    for spec in tools:
-        function = spec["function"]
-        name = function["name"]
-        if name in question and name not in called:
-            args = schema_instance(function.get("parameters") or {}, all_properties=False)
-            if quoted:
-                args = {k: quoted[0] if isinstance(v, str) else v for k, v in args.items()}
-            call = {"id": f"call_{name}_{index}", "function": {"name": name, "arguments": args}}
-            return FakeReply(tool_calls=[call])
-    results = [_text(m) for m in messages if m.get("role") == "tool"]
-    return FakeReply(content="Final: " + "; ".join(results) if results else f"No tools: {question}")
-
-
-@tool
-def get_weather(city: str) -> str:
-    """The weather in a city."""
-    return f"It is sunny in {city}"
-
-
-@tool
-def get_time(city: str) -> str:
-    """The local time in a city."""
-    return f"It is 12:00 in {city}"
-
-
-TOOLS = [get_weather, get_time]
-AGENT_QUESTION = "Use get_weather and get_time: what is it like in 'Rome' now?"
-AGENT_ANSWER = "Final: It is sunny in Rome; It is 12:00 in Rome"
+from polyfuse.testing import FakeOpenAIServer
 
 
 @pytest.fixture
