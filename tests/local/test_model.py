@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
+import weakref
 
 import pytest
 from local_helpers import busy_port, port_closed, process_gone
@@ -170,3 +172,20 @@ def test_fixed_free_port_is_used() -> None:
         port = probe.getsockname()[1]
     with LocalModel(slots=1, ctx_per_slot=512, port=port) as model:
         assert model.base_url == f"http://127.0.0.1:{port}/v1"
+
+
+def test_a_dropped_model_keeps_serving_until_stopped() -> None:
+    """``LocalModel().start().endpoint()``: the server must outlive the unreferenced model."""
+    model = LocalModel(slots=1, ctx_per_slot=512).start()
+    endpoint = model.endpoint()
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    running = alive()
+    assert running is not None and running.running
+    try:
+        result = Fusion(Pool.repeat(endpoint, 1)).run("Hi", max_tokens=4)
+        assert result.candidates[0].ok
+    finally:
+        running.stop()
+    assert not running.running

@@ -29,15 +29,21 @@ __all__ = ["LocalModel"]
 _STOP_GRACE_S = 3.0
 _LOG_TAIL_CHARS = 600
 
+# Running models, held strongly so that `LocalModel().start().endpoint()` keeps its server: a
+# model runs until stop() or interpreter exit (its weakref.finalize hook), never until GC.
+_running: set[LocalModel] = set()
+_running_lock = threading.Lock()
+
 
 class LocalModel:
     """An embedded chat (and optionally embedding) model served by llama.cpp on 127.0.0.1.
 
     The server runs in a child process (``python -m polyfuse.local._child``) on a free port
     with ``slots`` parallel sequences (continuous batching), so N candidates and the fusor run
-    at once. :meth:`stop` ends it; so do leaving a ``with`` block, garbage collection of the
-    object, and interpreter exit. If the parent dies abruptly, the child notices (its stdin
-    closes) and exits: no orphan process survives.
+    at once. :meth:`stop` ends it; so do leaving a ``with`` block and interpreter exit (a
+    started model is kept alive until then, even when you drop every reference to it). If the
+    parent dies abruptly, the child notices (its stdin closes) and exits: no orphan process
+    survives.
 
     Args:
         gguf: a GGUF model file; ``None`` uses SmolLM2-135M-Instruct (see :func:`default_gguf`).
@@ -199,6 +205,8 @@ class LocalModel:
                 raise
             self._address = address
             self._alias = alias
+            with _running_lock:
+                _running.add(self)
             return self
 
     async def astart(self) -> LocalModel:
@@ -216,6 +224,8 @@ class LocalModel:
         await asyncio.to_thread(self.stop)
 
     def _cleanup(self) -> None:
+        with _running_lock:
+            _running.discard(self)
         finalizer, self._finalizer = self._finalizer, None
         if finalizer is not None:
             finalizer()
