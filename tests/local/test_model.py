@@ -116,7 +116,8 @@ async def test_probe_reports_the_llama_cpp_profile(local_model: LocalModel) -> N
 
 async def test_two_models_at_once_with_embeddings_then_stop_cleanly() -> None:
     chat = LocalModel(slots=1, ctx_per_slot=1024, name="chat")
-    embed = LocalModel(slots=1, ctx_per_slot=512, name="embed", embeddings=True)
+    # 3 slots: llama.cpp's embedding mode used to abort unless slots was a power of two
+    embed = LocalModel(slots=3, ctx_per_slot=512, name="embed", embeddings=True)
     await asyncio.gather(chat.astart(), embed.astart())
     try:
         assert chat.base_url != embed.base_url

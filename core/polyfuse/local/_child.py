@@ -74,6 +74,12 @@ def _params(xllamacpp: Any, config: dict[str, Any]) -> Any:
     if config["embeddings"]:
         params.embedding = True
         params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+        # llama.cpp's embedding mode splits a micro-batch equally over the slots and aborts
+        # (GGML_ASSERT in ggml_can_mul_mat) unless n_ubatch is a multiple of n_parallel: with
+        # the default 512, any slot count that is not a power of two crashed the server.
+        slots = config["slots"]
+        params.n_ubatch = -(-params.n_ubatch // slots) * slots
+        params.n_batch = max(params.n_batch, params.n_ubatch)
     return params
 
 
