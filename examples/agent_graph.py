@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import Any
 
@@ -145,7 +145,7 @@ def usage_report(state: dict[str, Any]) -> str:
 
 
 @contextmanager
-def checkpointer(db: str | None) -> Iterator[BaseCheckpointSaver[Any]]:
+def checkpointer(db: str | None) -> Generator[BaseCheckpointSaver[Any], None, None]:
     """A SQLite checkpointer at ``db`` (needs langgraph-checkpoint-sqlite), else in memory."""
     if db is None:
         from langgraph.checkpoint.memory import InMemorySaver

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -61,7 +61,7 @@ _listener: ContextVar[FusionListener | None] = ContextVar("polyfuse_fusion_liste
 
 
 @contextmanager
-def listen_to_fusions(listener: FusionListener) -> Iterator[None]:
+def listen_to_fusions(listener: FusionListener) -> Generator[None, None, None]:
     """Report the events of every ``ChatFusion`` call made inside this block to ``listener``.
 
     The listener runs on the thread or task that called the model and sees every event of the

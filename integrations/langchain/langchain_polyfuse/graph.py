@@ -28,7 +28,11 @@ from langchain_core.runnables.config import set_config_context
 from langchain_core.tools import BaseTool
 from langgraph.config import get_stream_writer
 from langgraph.graph import MessagesState
-from langgraph.types import RetryPolicy, StreamWriter, default_retry_on
+from langgraph.types import (  # default_retry_on lives here, though not in __all__
+    RetryPolicy,
+    StreamWriter,
+    default_retry_on,  # pyright: ignore[reportPrivateImportUsage]
+)
 
 from polyfuse import InvalidRequestError, PolyfuseError
 
