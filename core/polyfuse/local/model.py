@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ __all__ = ["LocalModel"]
 
 _STOP_GRACE_S = 3.0
 _LOG_TAIL_CHARS = 600
+_TELLING = re.compile(r"GGML_ASSERT|error|failed|exception", re.IGNORECASE)
 
 # Running models, held strongly so that `LocalModel().start().endpoint()` keeps its server: a
 # model runs until stop() or interpreter exit (its weakref.finalize hook), never until GC.
@@ -192,6 +194,8 @@ class LocalModel:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 close_fds=True,
+                # ggml attaches gdb to print a backtrace when it aborts: slow, and noise here
+                env={**os.environ, "GGML_NO_BACKTRACE": "1"},
             )
             log.close()
             log_path = Path(log.name)
@@ -375,14 +379,16 @@ def _wait_healthy(address: str, deadline: float, log_path: Path) -> None:
 
 
 def _log_tail(log_path: Path) -> str:
+    """The server log's telling lines (assertions, errors), else its last lines."""
     try:
-        text = log_path.read_text(errors="replace").strip()
+        lines = log_path.read_text(errors="replace").strip().splitlines()
     except OSError:
         return ""
-    if not text:
+    telling = [line for line in lines if _TELLING.search(line)]
+    chosen = (telling or lines)[-3:]
+    if not chosen:
         return ""
-    tail = " | ".join(text[-_LOG_TAIL_CHARS:].splitlines()[-5:])
-    return f"; server log: {tail}"
+    return f"; server log: {' | '.join(line.strip() for line in chosen)[-_LOG_TAIL_CHARS:]}"
 
 
 def _shutdown(process: subprocess.Popen[bytes], log_path: Path) -> None:
