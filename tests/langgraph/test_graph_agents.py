@@ -8,8 +8,12 @@ from typing import Any
 import pytest
 from graph_helpers import AGENT_ANSWER, AGENT_QUESTION, TOOLS, agent_model, react_agent
 from langchain.agents import create_agent
+from langchain.agents.middleware import HumanInTheLoopMiddleware
 from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
 
+from langchain_polyfuse import FusionMiddleware
 from polyfuse.testing import FakeOpenAIServer
 
 
@@ -82,3 +86,49 @@ def test_create_agent_with_a_chat_fusion_model(agent_fake: FakeOpenAIServer, url
         "get_weather"
     ] * 3
     assert isinstance(state["messages"][-1], AIMessage)
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+async def test_fusion_middleware_streams_progress_and_keeps_records(
+    agent_fake: FakeOpenAIServer, url: str, run: str
+) -> None:
+    agent = create_agent(agent_model(url), tools=TOOLS, middleware=[FusionMiddleware()])
+    inputs = {"messages": [("human", AGENT_QUESTION)]}
+    modes = ["custom", "values"]
+    if run == "sync":
+        parts = list(agent.stream(inputs, stream_mode=modes))
+    else:
+        parts = [part async for part in agent.astream(inputs, stream_mode=modes)]
+    state = [value for mode, value in parts if mode == "values"][-1]
+    _check_transcript(state["messages"])
+    records = state["fusions"]
+    assert [r["message"]["content"] for r in records][-1] == AGENT_ANSWER
+    assert [len(r["candidates"]) for r in records] == [3, 3, 3]
+    done = [e for mode, e in parts if mode == "custom" and e["polyfuse"] == "fusion_done"]
+    assert [e["finish_reason"] for e in done] == ["tool_calls", "tool_calls", "stop"]
+    assert {e["node"] for e in done} == {"model"}
+
+
+def test_human_review_of_fused_tool_calls_never_reruns_the_model(
+    agent_fake: FakeOpenAIServer, url: str
+) -> None:
+    agent = create_agent(
+        agent_model(url),
+        tools=TOOLS,
+        middleware=[
+            FusionMiddleware(),
+            HumanInTheLoopMiddleware(interrupt_on={"get_weather": True}),
+        ],
+        checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": "review"}}
+    paused = agent.invoke({"messages": [("human", AGENT_QUESTION)]}, config)
+    (request,) = paused["__interrupt__"]
+    assert [a["name"] for a in request.value["action_requests"]] == ["get_weather"]
+    assert len(agent_fake.requests) == 4  # one fusion: 3 candidates and the fusor
+
+    state = agent.invoke(Command(resume={"decisions": [{"type": "approve"}]}), config)
+    _check_transcript(state["messages"])
+    # two more fusion steps after the approval; the reviewed one was not run again
+    assert len(agent_fake.requests) == 12
+    assert len(state["fusions"]) == 3
