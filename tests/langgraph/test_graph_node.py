@@ -152,3 +152,44 @@ def test_langchain_polyfuse_imports_without_langgraph() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == ["ChatFusion", "lazy", "ModuleNotFoundError"]
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+async def test_parallel_fusion_nodes_keep_their_own_records_and_progress(
+    agent_fake: FakeOpenAIServer, url: str, run: str
+) -> None:
+    class Debate(TypedDict):
+        pro: str
+        con: str
+        messages: Annotated[list[AnyMessage], add_messages]
+        pro_fusion: dict[str, Any]
+        con_fusion: dict[str, Any]
+
+    graph = StateGraph(Debate)
+    for side in ("pro", "con"):
+        model = ChatFusion(base_url=url, endpoints=[f"{side}-a", f"{side}-b"], fusor=side)
+        graph.add_node(FusionNode(model, input_key=side, record_key=f"{side}_fusion", name=side))
+        graph.add_edge(START, side)
+    app = graph.compile()
+    inputs = {"pro": "argue for tabs", "con": "argue for spaces", "messages": []}
+    modes = ["custom", "values"]
+    if run == "sync":
+        parts = list(app.stream(inputs, stream_mode=modes))
+    else:
+        parts = [part async for part in app.astream(inputs, stream_mode=modes)]
+    state = [value for mode, value in parts if mode == "values"][-1]
+    for side, question in (("pro", "argue for tabs"), ("con", "argue for spaces")):
+        record = state[f"{side}_fusion"]
+        assert {c["backend"] for c in record["candidates"]} == {f"{side}-a", f"{side}-b"}
+        assert {c["content"] for c in record["candidates"]} == {f"Answer 0: {question}"}
+        assert record["aggregation"]["calls"][0]["backend"] == side
+        finished = [
+            e["backend"]
+            for mode, e in parts
+            if mode == "custom" and e["polyfuse"] == "candidate_finished" and e["node"] == side
+        ]
+        assert sorted(finished) == [f"{side}-a", f"{side}-b"]
+    assert sorted(m.content for m in state["messages"]) == [
+        "Answer 0: argue for spaces",
+        "Answer 0: argue for tabs",
+    ]
