@@ -132,7 +132,7 @@ class RichProgress:
         self._description = description
         self._task: Any = None
 
-    def _fields(self, stats: RunStats) -> dict[str, str]:
+    def _fields(self, stats: RunStats) -> dict[str, Any]:
         return {
             "rate": f"{stats.rows_per_s:.1f}",
             "eta": _clock(stats.eta_s),
