@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -105,6 +106,9 @@ async def test_fusion_middleware_streams_progress_and_keeps_records(
     assert [r["message"]["content"] for r in records][-1] == AGENT_ANSWER
     assert [len(r["candidates"]) for r in records] == [3, 3, 3]
     done = [e for mode, e in parts if mode == "custom" and e["polyfuse"] == "fusion_done"]
+    if run == "async" and sys.version_info < (3, 11):
+        assert done == []  # LangGraph's stream writer needs 3.11 in async nodes
+        return
     assert [e["finish_reason"] for e in done] == ["tool_calls", "tool_calls", "stop"]
     assert {e["node"] for e in done} == {"model"}
 

@@ -15,7 +15,9 @@ from langchain.agents.middleware import (
     ModelRequest,
     ModelResponse,
 )
-from langgraph.types import Command
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
+from langgraph.types import Command, StreamWriter
 from typing_extensions import NotRequired
 
 from ._graph_progress import FusionProgress
@@ -27,6 +29,20 @@ __all__ = ["FusionAgentState", "FusionMiddleware"]
 _MODEL_NODE = "model"  # the name create_agent gives its model step
 
 ModelResult = ModelResponse[Any] | ExtendedModelResponse[Any]
+
+
+def _writer(runtime: Runtime[Any]) -> StreamWriter | None:
+    """The agent's stream writer, or ``None`` where LangGraph's writer cannot work.
+
+    LangGraph's writer reads the ambient config, which async nodes on Python 3.10 lack (a
+    LangGraph limitation, see ``get_stream_writer``); there the progress events are skipped
+    and only the records are kept.
+    """
+    try:
+        get_config()
+    except RuntimeError:
+        return None
+    return runtime.stream_writer
 
 
 class FusionAgentState(AgentState[Any]):
@@ -42,7 +58,8 @@ class FusionMiddleware(AgentMiddleware[FusionAgentState, Any, Any]):
     agent loop; with this middleware every model step also writes its candidates' progress to
     the ``custom`` stream (the payloads of :class:`FusionNode`, with ``"node": "model"``) and
     appends the step's :class:`~polyfuse.FusionResult` as JSON to ``state["fusions"]``.
-    Model calls that are not fusions pass through untouched.
+    Model calls that are not fusions pass through untouched. (Async agents on Python 3.10 get
+    the records but no progress events: LangGraph's stream writer needs Python 3.11 there.)
 
     Args:
         keep_records: append the records to the state (``False``: progress only).
@@ -68,7 +85,7 @@ class FusionMiddleware(AgentMiddleware[FusionAgentState, Any, Any]):
         handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
     ) -> ModelResult:
         """Run the model step with a listener on its fusion."""
-        progress = FusionProgress(request.runtime.stream_writer, node=_MODEL_NODE)
+        progress = FusionProgress(_writer(request.runtime), node=_MODEL_NODE)
         with listen_to_fusions(progress):
             response = handler(request)
         return self._finish(response, progress)
@@ -79,7 +96,7 @@ class FusionMiddleware(AgentMiddleware[FusionAgentState, Any, Any]):
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResult:
         """Async :meth:`wrap_model_call`."""
-        progress = FusionProgress(request.runtime.stream_writer, node=_MODEL_NODE)
+        progress = FusionProgress(_writer(request.runtime), node=_MODEL_NODE)
         with listen_to_fusions(progress):
             response = await handler(request)
         return self._finish(response, progress)

@@ -19,12 +19,14 @@ record (JSON) in the state, where checkpointers store it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import copy_context
+from functools import partial
 from typing import Annotated, Any, TypeAlias
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage, SystemMessage, convert_to_messages
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
-from langchain_core.runnables.config import set_config_context
+from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
 from langgraph.config import get_stream_writer
 from langgraph.graph import MessagesState
@@ -107,14 +109,17 @@ def _chat_fusion(model: Any) -> ChatFusion | None:
 def _stream_writer(config: RunnableConfig) -> StreamWriter | None:
     """The graph's stream writer for this node run, or ``None`` when not run by a graph.
 
-    Read through the node's own config rather than the ambient one, so that it also works in
-    async nodes on Python 3.10, where context variables do not follow LangGraph's tasks.
+    LangGraph's writer reads the ambient config (for the subgraph namespace). In async nodes on
+    Python 3.10 no ambient config follows LangGraph's tasks, so the writer is looked up and
+    called inside a context that holds the node's own config.
     """
-    with set_config_context(config) as context:
-        try:
-            return context.run(get_stream_writer)
-        except (KeyError, RuntimeError):
-            return None
+    context = copy_context()
+    context.run(var_child_runnable_config.set, config)
+    try:
+        writer = context.run(get_stream_writer)
+    except (KeyError, RuntimeError):
+        return None
+    return partial(context.run, writer)
 
 
 class FusionNode(Runnable[Any, dict[str, Any]]):
