@@ -35,6 +35,7 @@ from langgraph.types import (  # default_retry_on lives here, though not in __al
     StreamWriter,
     default_retry_on,  # pyright: ignore[reportPrivateImportUsage]
 )
+from typing_extensions import NotRequired
 
 from polyfuse import InvalidRequestError, PolyfuseError
 
@@ -71,7 +72,7 @@ class FusionState(MessagesState):
     """``MessagesState`` plus ``fusions``: one JSON record per fusion step, in order (use with
     ``FusionNode(..., record_key="fusions")``)."""
 
-    fusions: Annotated[list[dict[str, Any]], add_records]
+    fusions: NotRequired[Annotated[list[dict[str, Any]], add_records]]
 
 
 def fusion_retry_on(exc: Exception) -> bool:
