@@ -9,8 +9,9 @@ import sys
 from typing import Annotated, Any
 
 import pytest
+from graph_helpers import AGENT_QUESTION, TOOLS
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import ConfigurableField, RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.graph.message import add_messages
@@ -36,7 +37,7 @@ def _one_node_graph(node: FusionNode, state: type = MessagesState, **compile: An
 def test_chat_graph_appends_the_fused_answer(agent_fake: FakeOpenAIServer, url: str) -> None:
     app = _one_node_graph(FusionNode(_chat_fusion(url)))
     out = app.invoke({"messages": [HumanMessage("Why is the sky blue?")]})
-    human, answer = out["messages"]
+    _, answer = out["messages"]
     assert isinstance(answer, AIMessage)
     assert answer.content == "Answer 0: Why is the sky blue?"
     fusion = answer.response_metadata["fusion"]
@@ -122,7 +123,7 @@ def test_bad_settings_and_states_fail_clearly(url: str) -> None:
     model = _chat_fusion(url)
     with pytest.raises(InvalidRequestError, match="FusionNode needs a ChatFusion"):
         FusionNode(model.with_structured_output({"type": "object", "title": "x"}))  # type: ignore[arg-type]
-    with pytest.raises(InvalidRequestError, match="not both"):
+    with pytest.raises(InvalidRequestError, match="bind the tools yourself; not both"):
         FusionNode(model.bind(temperature=0.1), tools=[])
     with pytest.raises(InvalidRequestError, match="tool_choice= needs tools="):
         FusionNode(model, tool_choice="any")
@@ -193,3 +194,13 @@ async def test_parallel_fusion_nodes_keep_their_own_records_and_progress(
         "Answer 0: argue for spaces",
         "Answer 0: argue for tabs",
     ]
+
+
+def test_configurable_fields_are_set_per_run(agent_fake: FakeOpenAIServer, url: str) -> None:
+    model = _chat_fusion(url).configurable_fields(n=ConfigurableField(id="n"))
+    app = _one_node_graph(FusionNode(model, tools=TOOLS, record_key="fusions"), FusionState)
+    out = app.invoke({"messages": [("human", AGENT_QUESTION)]}, {"configurable": {"n": 2}})
+    assert len(out["fusions"][0]["candidates"]) == 2
+    assert out["messages"][-1].tool_calls[0]["name"] == "get_weather"
+    assert len(agent_fake.requests) == 3
+    assert all(len(r["tools"]) == 2 for r in agent_fake.requests)

@@ -27,6 +27,7 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage, SystemMessage, convert_to_messages
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
 from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.runnables.configurable import DynamicRunnable
 from langchain_core.tools import BaseTool
 from langgraph.config import get_stream_writer
 from langgraph.graph import MessagesState
@@ -101,9 +102,10 @@ def fusion_retry_policy(**settings: Any) -> RetryPolicy:
 
 
 def _chat_fusion(model: Any) -> ChatFusion | None:
-    """The ``ChatFusion`` under ``model`` (itself, or the model of a ``bind``/``bind_tools``)."""
-    while isinstance(model, RunnableBinding):
-        model = model.bound
+    """The ``ChatFusion`` under ``model``: itself, the model of a ``bind``/``bind_tools``, or
+    the default of ``configurable_fields``/``configurable_alternatives``."""
+    while isinstance(model, (RunnableBinding, DynamicRunnable)):
+        model = model.bound if isinstance(model, RunnableBinding) else model.default
     return model if isinstance(model, ChatFusion) else None
 
 
@@ -143,7 +145,9 @@ class FusionNode(Runnable[Any, dict[str, Any]]):
     the request, and ``ToolNode`` + ``tools_condition`` run it and loop back.
 
     Args:
-        model: a :class:`ChatFusion`, or one with arguments bound (``bind_tools``, ``bind``).
+        model: a :class:`ChatFusion`, one with arguments bound (``bind_tools``, ``bind``), or
+            one made configurable (``configurable_fields``: e.g. ``n`` set per run through
+            ``config["configurable"]``).
         tools: tools to bind (LangChain tools, functions, pydantic classes or OpenAI dicts);
             also available as :attr:`tools` for a ``ToolNode``.
         tool_choice: passed to ``bind_tools`` (``"auto"``, ``"any"``, a tool name, ...).
@@ -182,11 +186,14 @@ class FusionNode(Runnable[Any, dict[str, Any]]):
                 f"{type(model).__name__}; to call another chat model, write a plain node"
             )
         if tools is not None:
-            if model is not chat_fusion:
+            if isinstance(model, RunnableBinding):
                 raise InvalidRequestError(
-                    "pass tools= with a plain ChatFusion, or bind the tools yourself; not both"
+                    "pass tools= with an unbound ChatFusion, or bind the tools yourself; not both"
                 )
-            model = chat_fusion.bind_tools(tools, tool_choice=tool_choice)
+            bound = chat_fusion.bind_tools(tools, tool_choice=tool_choice)
+            if model is not chat_fusion and isinstance(bound, RunnableBinding):
+                bound = model.bind(**bound.kwargs)  # the same tools, on the configurable model
+            model = bound
         elif tool_choice is not None:
             raise InvalidRequestError("tool_choice= needs tools=")
         self.model: Runnable[LanguageModelInput, BaseMessage] = model
