@@ -81,6 +81,8 @@ def test_interrupt_before_tools_and_a_human_edit(agent_fake: FakeOpenAIServer, u
     proposed: AIMessage = snapshot.values["messages"][-1]
     call = {**proposed.tool_calls[0], "args": {"city": "Paris"}}
     app.update_state(config, {"messages": [proposed.model_copy(update={"tool_calls": [call]})]})
+    assert app.get_state(config).next == ("tools",)
+    assert len(agent_fake.requests) == PER_FUSION
 
     app.invoke(None, config)  # runs the edited tool call, then one new fusion step
     assert len(agent_fake.requests) == 2 * PER_FUSION
