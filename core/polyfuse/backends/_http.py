@@ -180,6 +180,19 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: a receive buffer and a way to wait for more bytes."""
 
+    __slots__ = (
+        "buffer",
+        "drain",
+        "eof",
+        "idle_since",
+        "loop",
+        "reading_paused",
+        "reused",
+        "transport",
+        "waiter",
+        "writing_paused",
+    )
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
@@ -256,26 +269,24 @@ class _Connection(asyncio.Protocol):
             raise ConnectionResetError("the connection is closed")
         transport.write(data)
         if self.writing_paused:
-            drain = self.drain = self.loop.create_future()
-            await self._until(drain, timeout)
+            self.drain = self._timed(timeout)
+            await self.drain
 
-    async def wait(self, timeout: float | None) -> None:
-        """Wait until more bytes (or the end of the stream) arrive."""
-        waiter = self.waiter = self.loop.create_future()
-        try:
-            await self._until(waiter, timeout)
-        finally:
-            self.waiter = None
+    def more(self, timeout: float | None) -> asyncio.Future[None]:
+        """A future that is done when more bytes (or the end of the stream) arrive.
 
-    async def _until(self, future: asyncio.Future[None], timeout: float | None) -> None:
-        if timeout is None:
-            await future
-            return
-        handle = self.loop.call_later(timeout, _expire, future)
-        try:
-            await future
-        finally:
-            handle.cancel()
+        Readers await it directly rather than through a helper coroutine: every frame between a
+        request and its socket is held by each request in flight.
+        """
+        waiter = self.waiter = self._timed(timeout)
+        return waiter
+
+    def _timed(self, timeout: float | None) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self.loop.create_future()
+        if timeout is not None:
+            handle = self.loop.call_later(timeout, _expire, future)
+            future.add_done_callback(lambda _: handle.cancel())
+        return future
 
     def take(self, size: int) -> bytes:
         """Remove and return up to ``size`` buffered bytes."""
@@ -303,14 +314,14 @@ class _Connection(asyncio.Protocol):
             if self.eof:
                 raise _Incomplete()
             start = max(0, len(self.buffer) - len(separator) + 1)
-            await self.wait(timeout)
+            await self.more(timeout)
 
     async def read_exact(self, size: int, timeout: float | None) -> bytes:
         """Exactly ``size`` bytes."""
         while len(self.buffer) < size:
             if self.eof:
                 raise _Incomplete()
-            await self.wait(timeout)
+            await self.more(timeout)
         return self.take(size)
 
     async def read_some(self, limit: int, timeout: float | None) -> bytes:
@@ -318,7 +329,7 @@ class _Connection(asyncio.Protocol):
         while not self.buffer:
             if self.eof:
                 return b""
-            await self.wait(timeout)
+            await self.more(timeout)
         return self.take(limit)
 
 
@@ -423,29 +434,25 @@ class LeanChannel:
                 if conn.reused:
                     raise _Stale() from None
                 raise httpx.WriteError(str(exc) or type(exc).__name__) from None
-            return await self._read_head(conn)
+            while True:
+                try:
+                    head = await conn.read_until(b"\r\n\r\n", timeouts.read)
+                except _Timeout:
+                    raise httpx.ReadTimeout("timed out waiting for the response") from None
+                except _Incomplete:
+                    if conn.reused and not conn.buffer:
+                        raise _Stale() from None
+                    raise httpx.RemoteProtocolError(
+                        "Server disconnected without sending a response."
+                    ) from None
+                conn.reused = False  # bytes arrived: a failure now is not a stale connection
+                reply = _LeanReply(self, conn, head, timeouts.read)
+                if reply.status >= 200 or reply.status == 101:
+                    return reply
+                # 1xx interim response: the real one follows.
         except BaseException:
             conn.close()
             raise
-
-    async def _read_head(self, conn: _Connection) -> Reply:
-        timeout = self._timeouts.read
-        while True:
-            try:
-                head = await conn.read_until(b"\r\n\r\n", timeout)
-            except _Timeout:
-                raise httpx.ReadTimeout("timed out waiting for the response") from None
-            except _Incomplete:
-                if conn.reused and not conn.buffer:
-                    raise _Stale() from None
-                raise httpx.RemoteProtocolError(
-                    "Server disconnected without sending a response."
-                ) from None
-            conn.reused = False  # bytes arrived: whatever fails now is not a stale connection
-            reply = _LeanReply(self, conn, head, timeout)
-            if reply.status >= 200 or reply.status == 101:
-                return reply
-            # 1xx interim response: the real one follows.
 
     def _release(self, conn: _Connection) -> None:
         if self._closed or len(self._idle) >= self._max_keepalive or conn.eof:

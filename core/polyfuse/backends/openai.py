@@ -8,7 +8,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -204,12 +204,24 @@ class OpenAIEndpoint:
         body = self._body(request, n=n, stream=False)
         state = self._state()
         async with state.semaphore:
-            return await self._retrying(lambda: self._post(state.channel, body, n))
+            # The retry loop is inline (not a helper taking a callback) on purpose: every
+            # coroutine frame between here and the socket is held by each request in flight.
+            number = 0
+            while True:
+                try:
+                    return await self._post(state.channel, body, n)
+                except BackendError as exc:
+                    await self._pause_before_retry(exc, number)
+                    number += 1
 
     async def _post(self, channel: Channel, body: bytes, n: int) -> list[Completion]:
         started = time.perf_counter()
         try:
-            reply, content = await self._bounded(_exchange(channel, body))
+            exchange = _exchange(channel, body)
+            if self.config.total_timeout is not None:
+                reply, content = await self._bounded(exchange)
+            else:
+                reply, content = await exchange
         except httpx.TimeoutException as exc:
             raise APITimeoutError(f"timed out ({type(exc).__name__})", endpoint=self.name) from None
         except httpx.TransportError as exc:
@@ -241,27 +253,24 @@ class OpenAIEndpoint:
             retry_after=retry_after_seconds(reply.header("retry-after")),
         )
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _pause_before_retry(self, exc: BackendError, number: int) -> None:
+        """Sleep before retry ``number + 1`` after attempt ``number`` failed with ``exc``;
+        re-raise ``exc`` when it is not retryable or the retries are spent."""
         retries = self.config.max_retries
-        for number in range(retries + 1):
-            try:
-                return await attempt()
-            except BackendError as exc:
-                if not exc.retryable or number >= retries:
-                    raise
-                delay = self._backoff(number, getattr(exc, "retry_after", None))
-                if delay is None:
-                    raise
-                logger.info(
-                    "%s: %s; retry %d/%d in %.2fs",
-                    self.name,
-                    type(exc).__name__,
-                    number + 1,
-                    retries,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        if not exc.retryable or number >= retries:
+            raise exc
+        delay = self._backoff(number, getattr(exc, "retry_after", None))
+        if delay is None:
+            raise exc
+        logger.info(
+            "%s: %s; retry %d/%d in %.2fs",
+            self.name,
+            type(exc).__name__,
+            number + 1,
+            retries,
+            delay,
+        )
+        await asyncio.sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
         if retry_after is not None:
