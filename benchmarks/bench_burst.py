@@ -73,7 +73,19 @@ def main() -> None:
     lines: list[str] = []
     for level in levels:
         at = [r for r in rows if r["level"] == level]
+        # A peer that did not finish in time would have needed more than the timeout: its
+        # rate is below level / elapsed, which bounds the best peer's rate from above.
+        for row in at:
+            if row.get("rate") is None and "elapsed_s" in row:
+                row["rate_bound"] = level / row["elapsed_s"]
         best_rate = best_peer(at, "rate", highest=True)
+        bound = best_peer(at, "rate_bound", highest=True)
+        if bound is not None and (best_rate is None or bound > best_rate):
+            best_rate = bound
+            lines.append(
+                f"At {level} at once, no peer finished within {args.timeout:.0f}s: the best peer "
+                f"rate is taken as its upper bound, {bound:.1f}/s ({level} / time waited)."
+            )
         best_rss = best_peer(at, "rss_mb")
         for row in at:
             row["rate_vs_best"] = (
@@ -110,7 +122,7 @@ def main() -> None:
         ("all done", lambda r: fmt(r.get("finished")) if "finished" in r else "–"),
         ("completed", lambda r: r.get("completed", "–")),
         ("seconds", lambda r: fmt(r.get("elapsed_s"), 2)),
-        ("fusions/s", lambda r: fmt(r.get("rate"))),
+        ("fusions/s", lambda r: fmt(r.get("rate")) if r.get("rate") else _bound(r)),
         ("ideal/s", lambda r: fmt(r.get("ideal_rate"))),
         ("rate / best peer", lambda r: fmt(r.get("rate_vs_best"), 2)),
         ("client CPU ms/fusion", lambda r: fmt(r.get("cpu_ms"), 2)),
@@ -142,6 +154,10 @@ def main() -> None:
         verdict=lines,
         update_readme=not args.no_readme,
     )
+
+
+def _bound(row: dict[str, Any]) -> str:
+    return f"< {row['rate_bound']:.1f}" if row.get("rate_bound") else "–"
 
 
 if __name__ == "__main__":

@@ -19,31 +19,37 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness.env import Env, add_arguments, open_env
-from benchmarks.harness.figures import best_peer, label, ms, verdict
+from benchmarks.harness.figures import best_peer, interleaved, label, ms, verdict
 from benchmarks.harness.plots import bars
 from benchmarks.harness.report import BENCH_DIR, fmt, markdown_table, publish
 from benchmarks.harness.runner import run_worker
 from benchmarks.harness.stats import percentile
 
 
-def measure(env: Env, count: int, warmup: int) -> list[dict[str, Any]]:
-    """Run every contender's latency series; one row per contender."""
-    rows: list[dict[str, Any]] = []
-    for name in env.contenders:
-        result = run_worker(
+def measure(env: Env, count: int, warmup: int, rounds: int) -> list[dict[str, Any]]:
+    """Every contender's latency series, in interleaved rounds; one row per contender."""
+
+    def run(name: str, chunk: int) -> dict[str, Any]:
+        return run_worker(
             name,
             env.workload,
             "latency",
-            {"count": count, "warmup": warmup},
-            timeout_s=120 + count * 10,
+            {"count": chunk, "warmup": warmup},
+            timeout_s=120 + chunk * 10,
             servers=env.servers,
         )
+
+    results = interleaved(env.contenders, run, count, rounds)
+    rows: list[dict[str, Any]] = []
+    for name in env.contenders:
+        result = results[name]
         row: dict[str, Any] = {"name": name, "label": label(name), "raw": result}
-        if "latencies_s" in result:
+        if "error" not in result:
             lat = result["latencies_s"]
             ideal = env.ideal_s(name)
             p50, p99 = percentile(lat, 50), percentile(lat, 99)
             assert p50 is not None and p99 is not None
+            fusions_run = result["fusions"] + warmup * result["chunks"]
             row.update(
                 ideal_ms=ms(ideal),
                 p50_ms=ms(p50),
@@ -52,13 +58,13 @@ def measure(env: Env, count: int, warmup: int) -> list[dict[str, Any]]:
                 over_p99_ms=ms(p99 - ideal),
                 vs_ideal=p50 / ideal,
                 cpu_ms=ms(result["cpu_s"] / result["fusions"]),
-                server_cpu_ms=ms(result.get("server_cpu_s", 0) / (result["fusions"] + warmup))
-                if env.servers
+                server_cpu_ms=ms(result["server_cpu_s"] / fusions_run)
+                if "server_cpu_s" in result
                 else None,
                 rss_mb=result.get("peak_rss_mb"),
             )
         else:
-            row["error"] = result.get("error") or result.get("unavailable")
+            row["error"] = result["error"]
         rows.append(row)
         print(f"  {name}: {row.get('over_p50_ms', row.get('error'))}", flush=True)
     return rows
@@ -68,11 +74,14 @@ def main() -> None:
     """Parse options, measure, publish."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    parser.add_argument("--count", type=int, default=30, help="timed fusions per contender")
+    parser.add_argument("--count", type=int, default=45, help="timed fusions per contender")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved chunks the count is split into"
+    )
     args = parser.parse_args()
     with open_env(args) as env:
-        rows = measure(env, args.count, args.warmup)
+        rows = measure(env, args.count, args.warmup, args.rounds)
         described = env.describe()
     best_p50 = best_peer(rows, "over_p50_ms")
     best_p99 = best_peer(rows, "over_p99_ms")
@@ -151,9 +160,15 @@ def main() -> None:
     publish(
         "overhead",
         f"Overhead over the critical path and client CPU at concurrency 1 ({args.count} fusions "
-        "each)",
+        f"each, in {args.rounds} interleaved rounds)",
         table,
-        {"env": described, "count": args.count, "warmup": args.warmup, "rows": rows},
+        {
+            "env": described,
+            "count": args.count,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "rows": rows,
+        },
         plot=plot.name,
         verdict=lines,
         update_readme=not args.no_readme,

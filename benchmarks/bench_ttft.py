@@ -18,7 +18,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.harness.env import add_arguments, open_env
-from benchmarks.harness.figures import best_peer, label, ms, verdict
+from benchmarks.harness.figures import best_peer, interleaved, label, ms, verdict
 from benchmarks.harness.plots import bars
 from benchmarks.harness.report import BENCH_DIR, fmt, markdown_table, publish
 from benchmarks.harness.runner import run_worker
@@ -29,8 +29,11 @@ def main() -> None:
     """Parse options, measure, publish."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)
-    parser.add_argument("--count", type=int, default=20, help="timed fusions per contender")
+    parser.add_argument("--count", type=int, default=30, help="timed fusions per contender")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved chunks the count is split into"
+    )
     parser.set_defaults(
         contenders="raw,polyfuse,polyfuse-fanout,openai-gather,langchain,llamaindex"
     )
@@ -38,17 +41,22 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with open_env(args) as env:
         ideal = env.call_s + env.ttft_s
-        for name in env.contenders:
-            result = run_worker(
+
+        def run(name: str, chunk: int) -> dict[str, Any]:
+            return run_worker(
                 name,
                 env.workload,
                 "ttft",
-                {"count": args.count, "warmup": args.warmup},
-                timeout_s=120 + args.count * 10,
+                {"count": chunk, "warmup": args.warmup},
+                timeout_s=120 + chunk * 10,
                 servers=env.servers,
             )
+
+        results = interleaved(env.contenders, run, args.count, args.rounds)
+        for name in env.contenders:
+            result = results[name]
             row: dict[str, Any] = {"name": name, "label": label(name), "raw": result}
-            if "ttft_s" in result:
+            if "error" not in result:
                 ttft = result["ttft_s"]
                 p50, p99 = percentile(ttft, 50), percentile(ttft, 99)
                 assert p50 is not None and p99 is not None
@@ -61,7 +69,7 @@ def main() -> None:
                     total_p50_ms=ms(percentile(result["latencies_s"], 50)),
                 )
             else:
-                row["error"] = result.get("error") or result.get("unavailable")
+                row["error"] = result["error"]
             rows.append(row)
             print(f"  {name}: {row.get('over_p50_ms', row.get('error'))}", flush=True)
         described = env.describe()
@@ -112,7 +120,8 @@ def main() -> None:
     )
     publish(
         "ttft",
-        f"Fused time to first token ({args.count} streamed fusions each)",
+        f"Fused time to first token ({args.count} streamed fusions each, in {args.rounds} "
+        "interleaved rounds)",
         table,
         {"env": described, "count": args.count, "rows": rows},
         plot=plot.name,

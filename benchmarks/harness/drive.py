@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .contenders import Contender
-from .procstat import cpu_seconds
+from .procstat import cpu_seconds, rss_mb
 from .procstat import peak_rss_mb as helper_peak_rss_mb
 
 __all__ = [
@@ -42,11 +42,13 @@ def client_cpu(contender: Contender) -> float:
     return time.process_time() + sum(cpu_seconds(pid) for pid in contender.helper_pids())
 
 
-def current_rss_mb() -> float:
-    """This process's resident set size now, in MB."""
+def current_rss_mb(contender: Contender | None = None) -> float:
+    """Resident set size now, in MB: this process's plus the contender's helpers'."""
     with open("/proc/self/statm", encoding="ascii") as fh:
         pages = int(fh.read().split()[1])
-    return pages * resource.getpagesize() / (1024.0 * 1024.0)
+    own = pages * resource.getpagesize() / (1024.0 * 1024.0)
+    helpers = contender.helper_pids() if contender is not None else []
+    return own + sum(rss_mb(pid) for pid in helpers)
 
 
 async def latency_series(contender: Contender, *, count: int, warmup: int) -> dict[str, Any]:
@@ -144,7 +146,7 @@ async def burst(contender: Contender, *, concurrency: int, timeout_s: float) -> 
 
     Also records the peak RSS with all of them in flight.
     """
-    rss_before = current_rss_mb()
+    rss_before = current_rss_mb(contender)
     errors: list[str] = []
     cpu0 = client_cpu(contender)
     start = time.perf_counter()

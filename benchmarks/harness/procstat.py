@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["cpu_seconds", "peak_rss_mb"]
+__all__ = ["cpu_seconds", "peak_rss_mb", "rss_mb"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -18,8 +18,17 @@ def cpu_seconds(pid: int) -> float:
 
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set size (``VmHWM``) of process ``pid``, in MB."""
+    return _status_mb(pid, "VmHWM:")
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size now (``VmRSS``) of process ``pid``, in MB."""
+    return _status_mb(pid, "VmRSS:")
+
+
+def _status_mb(pid: int, field: str) -> float:
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024.0
     return 0.0

@@ -37,7 +37,7 @@ async def run_job(job: dict[str, Any]) -> dict[str, Any]:
             for _ in range(params.get("warmup", 1)):
                 await contender.fuse()
         gc.collect()
-        rss_open = current_rss_mb()
+        rss_open = current_rss_mb(contender)
         if mode == "latency":
             result = await latency_series(contender, count=params["count"], warmup=params["warmup"])
         elif mode == "ttft":
