@@ -5,6 +5,9 @@ number of requests it may keep in flight at the server), opened inside the event
 drives it, run any number of times concurrently, and closed.
 
 * :class:`DirectCall` — one chat completion over a pooled ``httpx`` client: the bound.
+* :class:`DirectMix` — direct calls with a fusion's request mix (N user prompts, then one
+  fusor prompt with the candidates in it), independent of each other: the bound at the same
+  token budget, prefill included.
 * :class:`PolyfuseFusion` — ``Fusion(Pool.repeat(endpoint, N), Fuse(endpoint))``.
 * :class:`LangChainFusion` — the same fusion through ``langchain_polyfuse.ChatFusion``.
 * :class:`LlamaIndexFusion` — the same fusion through ``llama_index.llms.polyfuse.FusionLLM``.
@@ -20,15 +23,30 @@ bound it is compared with. The server ignores ``n``, so every contender is told 
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
 
-from polyfuse import Fuse, FusedToken, Fusion, FusionDone, FusionResult, OpenAIEndpoint, Pool
+from polyfuse import (
+    Backend,
+    ChatRequest,
+    Completion,
+    Fuse,
+    FusedToken,
+    Fusion,
+    FusionDone,
+    FusionResult,
+    OpenAIEndpoint,
+    Pool,
+    StreamDelta,
+)
 
 from .load import Outcome
 
@@ -38,11 +56,14 @@ __all__ = [
     "Contender",
     "ContenderUnavailable",
     "DirectCall",
+    "DirectMix",
     "HarnessPeer",
     "LangChainFusion",
     "LlamaIndexFusion",
     "PolyfuseFusion",
     "Setting",
+    "capture_fusor_messages",
+    "in_flight",
 ]
 
 DEFAULT_PROMPT = (
@@ -170,6 +191,91 @@ class DirectCall(Contender):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class DirectMix(DirectCall):
+    """Independent direct calls in a fusion's proportions: of every N+1 calls, N send the
+    user prompt and one sends ``fusor_messages`` (a real fusor request, candidates inside).
+
+    Same calls, same prompt and output tokens as the fusions, but no call waits for another:
+    what the server can do with this token budget, the bound fusions are held to.
+    """
+
+    name: ClassVar[str] = "direct-mix"
+    label: ClassVar[str] = "direct calls, fusion mix"
+
+    def __init__(self, setting: Setting, fusor_messages: list[dict[str, Any]]) -> None:
+        super().__init__(setting)
+        self.fusor_messages = fusor_messages
+        self._turn = itertools.count()
+
+    async def open(self) -> None:
+        await super().open()
+        self.fusor_body = {**self.body, "messages": self.fusor_messages}
+
+    async def run(self) -> Outcome:
+        fusor_turn = next(self._turn) % (self.setting.n + 1) == self.setting.n
+        body = self.fusor_body if fusor_turn else self.body
+        response = await self.client.post("/chat/completions", json=body)
+        response.raise_for_status()
+        usage = response.json().get("usage") or {}
+        return Outcome(
+            calls=1,
+            completion_tokens=usage.get("completion_tokens"),
+            prompt_tokens=usage.get("prompt_tokens"),
+        )
+
+
+class _Recorder:
+    """A backend that forwards to another and keeps the messages of the last request."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.supports_n: bool | None = inner.supports_n
+        self.messages: list[dict[str, Any]] = []
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: ChatRequest, *, n: int = 1) -> list[Completion]:
+        self.messages = request.wire_messages
+        return await self.inner.complete(request, n=n)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
+        self.messages = request.wire_messages
+        async for delta in self.inner.stream(request):
+            yield delta
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def capture_fusor_messages(setting: Setting) -> list[dict[str, Any]]:
+    """Run one fusion and return the messages its fusor was sent (for :class:`DirectMix`)."""
+    endpoint = _endpoint(setting)
+    recorder = _Recorder(endpoint)
+    fusion = Fusion(Pool.repeat(endpoint, setting.n), Fuse(recorder))
+    try:
+        await fusion.arun(setting.prompt, max_tokens=setting.max_tokens)
+    finally:
+        await fusion.aclose()
+    return list(recorder.messages)
+
+
+def in_flight(endpoint: OpenAIEndpoint) -> int | None:
+    """Requests the endpoint has in flight in the running loop (None before its first call).
+
+    Reads the endpoint's concurrency semaphore: a benchmark diagnostic, not public API.
+    """
+    state = endpoint._states.get(asyncio.get_running_loop())
+    if state is None:
+        return None
+    return endpoint.config.max_concurrency - state.semaphore._value
 
 
 # ---------------------------------------------------------------------- polyfuse

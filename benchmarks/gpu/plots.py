@@ -38,7 +38,7 @@ def _throughput(data: dict[str, Any], path: Path) -> Path | None:
     left.grid(alpha=0.3)
     if fusion:
         labels = [f"{r.get('label', r['contender'])}\nN={r['n']}, cap {r['cap']}" for r in fusion]
-        values = [r.get("fraction_of_bound") or 0 for r in fusion]
+        values = [r.get("fraction_of_mix_bound") or r.get("fraction_of_bound") or 0 for r in fusion]
         colors = ["tab:green" if v >= 0.9 else "tab:red" for v in values]
         bars = right.bar(range(len(values)), values, color=colors)
         right.bar_label(bars, fmt="%.2f")
@@ -46,8 +46,8 @@ def _throughput(data: dict[str, Any], path: Path) -> Path | None:
         right.axhline(1.0, color="grey", ls=":", lw=1)
         right.set_xticks(range(len(values)), labels, fontsize=7, rotation=30, ha="right")
         right.set_ylim(0, max(1.15, max(values) + 0.1))
-        right.set_ylabel("fused requests/s ÷ (direct requests/s ÷ (N+1))")
-        right.set_title("Fusions as a fraction of the bound (same requests in flight)")
+        right.set_ylabel("fused requests/s ÷ bound")
+        right.set_title("Fusions vs the same request mix sent as direct calls")
         right.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -62,6 +62,7 @@ def _gpu_trace(data: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(12, 3.8))
     ax.plot([t for t, _ in trace], [u for _, u in trace], lw=0.8, color="tab:blue")
     rows = [("direct c=" + str(r["concurrency"]), r) for r in _ok(data.get("direct"))]
+    rows += [(f"mix N={r['n']}", r) for r in _ok(data.get("mix_bound"))]
     rows += [(f"{r['contender']} N={r['n']}", r) for r in _ok(data.get("fusion"))]
     for i, (label, r) in enumerate(rows):
         if "window_start_s" not in r:
@@ -88,22 +89,34 @@ def _ttft(data: dict[str, Any], path: Path) -> Path | None:
     rows = _ok(data.get("ttft"))
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(10, 4.2))
     labels: list[str] = []
+    seen = False
     for i, r in enumerate(rows):
         outcomes = r.get("outcomes") or []
-        labels.append(f"{r.get('label', r['contender'])}" + (f"\nN={r['n']}" if r.get("n") else ""))
-        if r["contender"] == "direct" or not outcomes:
+        name = str(r.get("label", r["contender"])).replace(" ", "\n", 1)
+        labels.append(name + (f"\nN={r['n']}" if r.get("n") else ""))
+        if r["contender"] == "direct":
             ax.bar(i, r.get("ttft_p50_s") or 0, color="tab:gray")
+            continue
+        if not any(o.get("slowest_candidate_s") for o in outcomes):
+            ax.bar(
+                i,
+                r.get("ttft_p50_s") or 0,
+                color="tab:purple",
+                label=None if seen else "total (no split)",
+            )
+            seen = True
             continue
         slowest = statistics.median(o.get("slowest_candidate_s") or 0 for o in outcomes)
         fusor = statistics.median(o.get("fusor_ttft_s") or 0 for o in outcomes)
         total = r.get("ttft_p50_s") or 0
         rest = max(0.0, total - slowest - fusor)
-        ax.bar(i, slowest, color="tab:blue", label="slowest candidate" if i == 1 else None)
-        ax.bar(i, fusor, bottom=slowest, color="tab:orange", label="fusor TTFT" if i == 1 else None)
-        ax.bar(i, rest, bottom=slowest + fusor, color="tab:red", label="engine" if i == 1 else None)
-    ax.set_xticks(range(len(rows)), labels, fontsize=8)
+        first = i == 1
+        ax.bar(i, slowest, color="tab:blue", label="slowest candidate" if first else None)
+        ax.bar(i, fusor, bottom=slowest, color="tab:orange", label="fusor TTFT" if first else None)
+        ax.bar(i, rest, bottom=slowest + fusor, color="tab:red", label="engine" if first else None)
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
     ax.set_ylabel("seconds to first answer token (p50)")
     ax.set_title("Time to first token: direct call vs fused answer")
     ax.legend()

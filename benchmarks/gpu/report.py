@@ -73,21 +73,43 @@ def _direct_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def _fusion_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
-        "| contender | N | cap | fusions/s | bound | fraction of bound | (by count) "
-        "| tokens/s | latency p50 (s) | GPU busy (mean %) | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| contender | N | cap | fusions/s | bound: direct ÷ (N+1) | fraction | "
+        "bound: same mix ÷ (N+1) | fraction | requests in flight (mean) "
+        "| output tokens/s | latency p50 (s) | GPU busy (mean %) | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         head = f"| {r.get('label', r['contender'])} | {r['n']} | {r['cap']} "
         if "skipped" in r or "unavailable" in r:
             why = r.get("skipped") or r.get("unavailable")
-            out.append(head + f"| not run: {why} | | | | | | | |")
+            out.append(head + f"| not run: {why} |" + " |" * 9)
             continue
         out.append(
             head + f"| {_f(r['littles_law_units_per_s'])} | {_f(r.get('bound_fusions_per_s'))} "
-            f"| **{_f(r.get('fraction_of_bound'))}** | {_f(r.get('fraction_of_bound_by_count'))} "
+            f"| {_f(r.get('fraction_of_bound'))} | {_f(r.get('mix_bound_fusions_per_s'))} "
+            f"| **{_f(r.get('fraction_of_mix_bound'))}** "
+            f"| {_f(r.get('requests_in_flight_mean'), 1)} "
             f"| {_f(r.get('completion_tokens_per_s'), 0)} | {_f(r['latency_p50_s'])} "
             f"| {_f(r['gpu'].get('util_mean'), 1)} | {r['errors']} |"
+        )
+    return out
+
+
+def _mix_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "| request mix | cap | requests/s | prompt tokens/s | output tokens/s "
+        "| latency p50 (s) | GPU busy (mean %) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        head = f"| N={r['n']}: {r['n']} user prompts + 1 fusor prompt | {r['cap']} "
+        if "skipped" in r:
+            out.append(head + f"| not run: {r['skipped']} | | | | |")
+            continue
+        out.append(
+            head + f"| {_f(r['littles_law_units_per_s'])} | {_f(r.get('prompt_tokens_per_s'), 0)} "
+            f"| {_f(r.get('completion_tokens_per_s'), 0)} | {_f(r['latency_p50_s'])} "
+            f"| {_f(r['gpu'].get('util_mean'), 1)} |"
         )
     return out
 
@@ -147,6 +169,11 @@ def tables(data: dict[str, Any]) -> str:
         parts += [f"Warm-up: `{json.dumps(data['warmup'])}`", ""]
     sections = (
         ("Direct calls (the bound)", data.get("direct"), _direct_table),
+        (
+            "Direct calls with a fusion's request mix (the bound at the same token budget)",
+            data.get("mix_bound"),
+            _mix_table,
+        ),
         ("Fusions at the same number of requests in flight", data.get("fusion"), _fusion_table),
         ("Time to first fused token (one fusion at a time)", data.get("ttft"), _ttft_table),
         ("One request with n vs N separate requests", data.get("n_vs_separate"), _n_table),

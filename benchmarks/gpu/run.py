@@ -32,13 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polyfuse import OpenAIEndpoint
+
 from .contenders import (
     CONTENDERS,
     Contender,
     ContenderUnavailable,
     DirectCall,
+    DirectMix,
     HarnessPeer,
     Setting,
+    capture_fusor_messages,
+    in_flight,
 )
 from .gpumon import GpuMonitor, gpu_info
 from .load import closed_loop, series
@@ -65,6 +70,8 @@ class Plan:
     extra_caps: tuple[int, ...] = ()
     direct_window_s: float = 8.0
     fusion_window_s: float = 15.0
+    mix_window_s: float = 10.0
+    mix_bound: bool = True
     demand_factor: float = 1.5
     drain_s: float = 2.5
     stagger_s: float = 2.5
@@ -122,26 +129,50 @@ async def _steady(
     workers: int,
     window_s: float,
     stagger_s: float = 0.0,
+    warmup_units: int | None = None,
 ) -> dict[str, Any]:
-    """One closed-loop row: open, measure, close; the row's figures and GPU utilisation."""
+    """One closed-loop row: open, measure, close; the row's figures, GPU utilisation, and
+    (for fusions over a polyfuse endpoint) the requests it kept in flight at the server."""
     plan = run.plan
     await contender.open()
+    samples: list[tuple[float, int]] = []
+    gauge = asyncio.ensure_future(_gauge(contender, samples))
     try:
         result = await closed_loop(
             contender.run,
             workers=workers,
             window_s=window_s,
+            warmup_units=warmup_units,
             drain_s=plan.drain_s,
             stagger_s=stagger_s,
             max_warmup_s=max(30.0, window_s * 3),
         )
     finally:
+        gauge.cancel()
+        await asyncio.gather(gauge, return_exceptions=True)
         await contender.aclose()
     row = result.to_json()
+    w0, w1 = result.window
+    inside = [v for t, v in samples if w0 <= t <= w1]
+    if inside:
+        row["requests_in_flight_mean"] = round(sum(inside) / len(inside), 1)
+        row["requests_in_flight_min"] = min(inside)
     row["gpu"] = monitor.window(*result.window)
     row["window_start_s"] = round(result.window[0] - run.started, 2)
     row["window_end_s"] = round(result.window[1] - run.started, 2)
     return row
+
+
+async def _gauge(contender: Contender, samples: list[tuple[float, int]]) -> None:
+    """Sample the contender's endpoint's requests in flight every 50 ms (if it has one)."""
+    endpoint = getattr(contender, "endpoint", None)
+    if not isinstance(endpoint, OpenAIEndpoint):
+        return
+    while True:
+        value = in_flight(endpoint)
+        if value is not None:
+            samples.append((time.perf_counter(), value))
+        await asyncio.sleep(0.05)
 
 
 async def _direct_sweep(run: Run, monitor: GpuMonitor, base: Setting) -> None:
@@ -179,6 +210,7 @@ async def _fusion_rows(
     rows: list[dict[str, Any]] = run.data.setdefault("fusion", [])
     bound = _bound(run, cap)
     for n in plan.ns:
+        mix = await _mix_bound(run, monitor, base, cap, n) if plan.mix_bound else None
         for name in names:
             row: dict[str, Any] = {"contender": name, "n": n, "cap": cap}
             if run.left() < plan.fusion_window_s + 40:
@@ -198,6 +230,7 @@ async def _fusion_rows(
                         workers=workers,
                         window_s=plan.fusion_window_s,
                         stagger_s=plan.stagger_s,
+                        warmup_units=max(1, workers // 2),
                     )
                 )
             except ContenderUnavailable as exc:
@@ -212,6 +245,7 @@ async def _fusion_rows(
             if isinstance(contender, HarnessPeer):
                 row["label"] = contender.label_override
             _add_fraction(row, bound, n)
+            _add_mix_fraction(row, mix)
             rows.append(row)
             run.log(
                 f"{name} N={n} cap={cap}: {row['littles_law_units_per_s']} fusions/s, "
@@ -219,6 +253,49 @@ async def _fusion_rows(
                 f", errors {row['errors']}"
             )
             run.save()
+
+
+async def _mix_bound(
+    run: Run, monitor: GpuMonitor, base: Setting, cap: int, n: int
+) -> dict[str, Any] | None:
+    """Direct calls at ``cap`` with an N-fusion's request mix (see :class:`DirectMix`)."""
+    rows: list[dict[str, Any]] = run.data.setdefault("mix_bound", [])
+    for earlier in rows:  # measured once per run for each (N, cap)
+        if (earlier["n"], earlier["cap"]) == (n, cap) and "skipped" not in earlier:
+            return earlier
+    row: dict[str, Any] = {"n": n, "cap": cap}
+    rows.append(row)
+    if run.left() < run.plan.direct_window_s + 30:
+        row["skipped"] = "time budget"
+        return None
+    setting = Setting(**{**base.__dict__, "n": n, "max_in_flight": cap})
+    messages = await capture_fusor_messages(setting)
+    row.update(
+        await _steady(
+            run,
+            monitor,
+            DirectMix(setting, messages),
+            workers=cap,
+            window_s=run.plan.mix_window_s,
+        )
+    )
+    row["fusor_prompt_chars"] = sum(len(str(m.get("content", ""))) for m in messages)
+    run.log(
+        f"direct mix N={n} cap={cap}: {row['littles_law_units_per_s']} req/s, "
+        f"{row['prompt_tokens_per_s']} prompt tok/s, GPU {row['gpu'].get('util_mean', '-')}%"
+    )
+    run.save()
+    return row
+
+
+def _add_mix_fraction(row: dict[str, Any], mix: dict[str, Any] | None) -> None:
+    """Fused requests/s against the same request mix sent as independent direct calls."""
+    if mix is None or not row.get("units") or not mix.get("units"):
+        return
+    n = row["n"]
+    ideal = mix["littles_law_units_per_s"] / (n + 1)
+    row["mix_bound_fusions_per_s"] = round(ideal, 4)
+    row["fraction_of_mix_bound"] = round(row["littles_law_units_per_s"] / ideal, 3)
 
 
 def _add_fraction(row: dict[str, Any], bound: dict[str, Any] | None, n: int) -> None:
@@ -438,10 +515,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ttft-contenders", default=",".join(Plan.ttft_contenders))
     parser.add_argument("--direct-window", type=float, default=Plan.direct_window_s)
     parser.add_argument("--fusion-window", type=float, default=Plan.fusion_window_s)
+    parser.add_argument("--mix-window", type=float, default=Plan.mix_window_s)
+    parser.add_argument("--no-mix-bound", action="store_true", help="skip the mix bound rows")
     parser.add_argument("--ttft-count", type=int, default=Plan.ttft_count)
     parser.add_argument("--n-prompt-words", default=",".join(map(str, Plan.n_prompt_words)))
     parser.add_argument("--budget", type=float, default=Plan.budget_s, help="seconds")
-    parser.add_argument("--only", default="", help="sections: warmup,direct,fusion,ttft,n,...")
+    parser.add_argument(
+        "--only", default="", help="sections: warmup,direct,fusion,ttft,n,learn_n,peers"
+    )
     return parser.parse_args(argv)
 
 
@@ -467,6 +548,8 @@ def main(argv: list[str] | None = None) -> None:
         ttft_contenders=_names(args.ttft_contenders),
         direct_window_s=args.direct_window,
         fusion_window_s=args.fusion_window,
+        mix_window_s=args.mix_window,
+        mix_bound=not args.no_mix_bound,
         ttft_count=args.ttft_count,
         n_prompt_words=_ints(args.n_prompt_words),
         budget_s=args.budget,

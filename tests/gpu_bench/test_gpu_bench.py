@@ -7,6 +7,7 @@ as the server behaves, and that the report renders what a run wrote.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,10 +16,13 @@ from typing import Any
 import pytest
 from benchmarks.gpu.contenders import (
     DirectCall,
+    DirectMix,
     LangChainFusion,
     LlamaIndexFusion,
     PolyfuseFusion,
     Setting,
+    capture_fusor_messages,
+    in_flight,
 )
 from benchmarks.gpu.gpumon import GpuMonitor
 from benchmarks.gpu.load import closed_loop, series
@@ -254,7 +258,7 @@ def test_tables_render_every_section():
     text = tables(_results())
     assert "Test GPU" in text
     assert "| 64 | 32.00 | 4096 |" in text
-    assert "**0.96**" in text
+    assert "| 0.96 |" in text
     assert "not run: missing" in text
     assert "| 1000 | 0.050 | 0.100 (N=5) | 0.200 | 0.050 | [1, 1, 1] |" in text
     assert "| 1.0 |" in text  # engine overhead in ms
@@ -266,3 +270,40 @@ def test_write_report_makes_tables_and_plots(tmp_path: Path):
     names = sorted(p.name for p in written)
     assert names == ["gpu_util.png", "tables.md", "throughput.png", "ttft.png"]
     assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".png")
+
+
+async def test_direct_mix_replays_a_real_fusor_prompt(paced: FakeOpenAIServer, fake_url: str):
+    setting = _setting(fake_url, n=3, max_in_flight=4)
+    messages = await capture_fusor_messages(setting)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert setting.prompt in messages[1]["content"]
+    mix = DirectMix(setting, messages)
+    await mix.open()
+    try:
+        outcomes = [await mix.run() for _ in range(8)]
+    finally:
+        await mix.aclose()
+    prompts = [o.prompt_tokens or 0 for o in outcomes]
+    long_ones = [i for i, p in enumerate(prompts) if p > min(prompts)]
+    assert long_ones == [3, 7]  # one fusor-sized prompt in every N + 1 calls
+
+
+async def test_in_flight_reads_the_endpoint(
+    make_fake: Callable[..., FakeOpenAIServer], fake_url: str
+):
+    slow = make_fake(n_mode="ignore", record=False, latency=LatencyModel(ttft_s=0.5))
+    unit = PolyfuseFusion(_setting(fake_url, n=3, max_in_flight=8))
+    await unit.open()
+    try:
+        assert in_flight(unit.endpoint) is None  # no call made in this loop yet
+        task = asyncio.ensure_future(unit.run())
+        for _ in range(200):  # until the server holds the three candidates (at most 2 s)
+            if slow.active == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert slow.active == 3
+        assert in_flight(unit.endpoint) == 3
+        await task
+        assert in_flight(unit.endpoint) == 0
+    finally:
+        await unit.aclose()
