@@ -9,10 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import httpx
 import pytest
 
-from polyfuse.backends._http import HttpxChannel, LeanChannel, Timeouts, lean_allowed, open_channel
+from polyfuse.backends._http import (
+    HttpxChannel,
+    LeanChannel,
+    Timeouts,
+    TransportError,
+    lean_allowed,
+    open_channel,
+)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 FAST = Timeouts(connect=2.0, read=2.0, write=2.0)
@@ -181,8 +187,9 @@ async def test_close_mid_body_is_a_protocol_error(channels: Callable[..., LeanCh
         await writer.drain()
 
     async with Scripted(truncated) as url:
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(TransportError) as failure:
             await post(channels(url))
+        assert failure.value.kind == "RemoteProtocolError" and not failure.value.timeout
 
 
 async def test_no_response_is_a_protocol_error(channels: Callable[..., LeanChannel]) -> None:
@@ -190,8 +197,9 @@ async def test_no_response_is_a_protocol_error(channels: Callable[..., LeanChann
         await read_request(reader)
 
     async with Scripted(silent) as url:
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises(TransportError) as failure:
             await post(channels(url))
+        assert failure.value.kind == "RemoteProtocolError" and not failure.value.timeout
 
 
 async def test_malformed_status_line(channels: Callable[..., LeanChannel]) -> None:
@@ -201,7 +209,7 @@ async def test_malformed_status_line(channels: Callable[..., LeanChannel]) -> No
         await writer.drain()
 
     async with Scripted(garbage) as url:
-        with pytest.raises(httpx.RemoteProtocolError, match="status line"):
+        with pytest.raises(TransportError, match="status line"):
             await post(channels(url))
 
 
@@ -211,8 +219,9 @@ async def test_read_timeout(channels: Callable[..., LeanChannel]) -> None:
         await asyncio.sleep(5)
 
     async with Scripted(slow) as url:
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(TransportError) as failure:
             await post(channels(url, Timeouts(connect=1.0, read=0.1, write=1.0)))
+        assert failure.value.kind == "ReadTimeout" and failure.value.timeout
 
 
 async def test_connection_refused(channels: Callable[..., LeanChannel]) -> None:
@@ -220,8 +229,9 @@ async def test_connection_refused(channels: Callable[..., LeanChannel]) -> None:
     port = probe.sockets[0].getsockname()[1]
     probe.close()
     await probe.wait_closed()
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(TransportError) as failure:
         await post(channels(f"http://127.0.0.1:{port}/v1/chat/completions"))
+    assert failure.value.kind == "ConnectError"
 
 
 async def test_abandoned_stream_closes_the_connection(
@@ -279,3 +289,43 @@ async def test_httpx_channel_same_interface() -> None:
             await reply.aclose()
         finally:
             await channel.aclose()
+
+
+async def test_httpx_channel_translates_errors() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    channel = HttpxChannel(f"http://127.0.0.1:{port}/v1/chat/completions", {}, FAST, 4)
+    try:
+        with pytest.raises(TransportError) as failure:
+            await channel.post(b"{}")
+        assert failure.value.kind == "ConnectError"
+    finally:
+        await channel.aclose()
+
+
+async def test_query_string_and_default_port_in_request_head() -> None:
+    heads: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        heads.append(head)
+        writer.write(ok(b"{}"))
+
+    async with Scripted(record) as url:
+        channel = LeanChannel(url + "?api-version=1", {}, FAST)
+        try:
+            assert (await channel.post(b"{}")).status == 200
+        finally:
+            await channel.aclose()
+    assert heads[0].startswith(b"POST /v1/chat/completions?api-version=1 HTTP/1.1\r\n")
+
+
+def test_importing_polyfuse_does_not_import_httpx() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, polyfuse; print('httpx' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr

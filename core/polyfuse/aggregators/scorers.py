@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import httpx
 from pydantic import SecretStr
 
 from ..backends.base import Backend
@@ -170,6 +169,8 @@ class RewardModelScorer:
 
     async def score(self, request: ChatRequest, candidates: Sequence[Candidate]) -> ScoreResult:
         """Score all candidates in one request."""
+        import httpx  # here, not at module level: importing httpx costs ~20 MB of memory
+
         payload = dict(self.build_payload(request, candidates))
         if self.model is not None:
             payload.setdefault("model", self.model)

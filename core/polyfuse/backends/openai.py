@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from ..errors import (
@@ -24,7 +23,7 @@ from ..errors import (
     status_error_for,
 )
 from ..messages import ChatRequest, SamplingParams
-from ._http import Channel, Reply, Timeouts, open_channel
+from ._http import Channel, Reply, Timeouts, TransportError, open_channel, split_url
 from ._wire import error_message, parse_response, parse_sse_data, retry_after_seconds
 from .base import Completion, StreamDelta
 
@@ -61,10 +60,10 @@ class EndpointConfig(BaseModel):
     def _check_url(cls, value: str) -> str:
         url = value.strip().rstrip("/")
         try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError):
+            parsed = split_url(url)
+        except (ValueError, TypeError):
             parsed = None
-        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(
                 f"{value!r} is not an http(s) URL; pass the server's base URL, "
                 "e.g. 'http://127.0.0.1:8000/v1'"
@@ -222,10 +221,8 @@ class OpenAIEndpoint:
                 reply, content = await self._bounded(exchange)
             else:
                 reply, content = await exchange
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"timed out ({type(exc).__name__})", endpoint=self.name) from None
-        except httpx.TransportError as exc:
-            raise APIConnectionError(_transport_message(exc), endpoint=self.name) from None
+        except TransportError as exc:
+            raise _transport_error(exc, self.name) from None
         if reply.status >= 400:
             raise self._status_error(reply, content)
         return parse_response(
@@ -334,10 +331,8 @@ class OpenAIEndpoint:
                         yield delta
             finally:
                 await reply.aclose()
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"timed out ({type(exc).__name__})", endpoint=self.name) from None
-        except httpx.TransportError as exc:
-            raise APIConnectionError(_transport_message(exc), endpoint=self.name) from None
+        except TransportError as exc:
+            raise _transport_error(exc, self.name) from None
         if not saw_done and not saw_finish:
             raise ProtocolError("the stream ended before the answer finished", endpoint=self.name)
 
@@ -351,6 +346,10 @@ async def _exchange(channel: Channel, body: bytes) -> tuple[Reply, bytes]:
         await reply.aclose()
 
 
-def _transport_message(exc: httpx.TransportError) -> str:
+def _transport_error(exc: TransportError, endpoint: str) -> BackendError:
+    """The polyfuse error for a failure below HTTP statuses."""
+    if exc.timeout:
+        return APITimeoutError(f"timed out ({exc.kind})", endpoint=endpoint)
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    message = f"{exc.kind}: {text}" if text else exc.kind
+    return APIConnectionError(message, endpoint=endpoint)
