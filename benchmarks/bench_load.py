@@ -36,7 +36,13 @@ def measure(env: Env, level: int, duration: float, ramp: float) -> list[dict[str
             name,
             workload,
             "load",
-            {"concurrency": level, "duration_s": duration, "window_start_s": ramp, "warmup": 1},
+            {
+                "concurrency": level,
+                "duration_s": duration,
+                "window_start_s": ramp,
+                "warmup": 1,
+                "server_pid": env.servers.pid if env.servers else None,
+            },
             timeout_s=duration + 120,
             servers=env.servers,
         )
@@ -50,6 +56,7 @@ def measure(env: Env, level: int, duration: float, ramp: float) -> list[dict[str
                 cpu_ms=ms(result["cpu_per_fusion_s"]),
                 p50_ms=ms(percentile(result["latencies_s"], 50)),
                 errors=result["errors"],
+                server_cores=result.get("server_cores"),
                 server_cpu_ms=ms(result["server_cpu_s"] / max(1, result["total_completed"]))
                 if "server_cpu_s" in result
                 else None,
@@ -91,6 +98,7 @@ def main() -> None:
         ("client CPU ms/fusion", lambda r: fmt(r.get("cpu_ms"), 2)),
         ("CPU / best peer", lambda r: fmt(r.get("cpu_vs_best"), 3)),
         ("latency p50 ms", lambda r: fmt(r.get("p50_ms"), 0)),
+        ("server process CPU (cores)", lambda r: fmt(r.get("server_cores"), 2)),
         ("errors", lambda r: r.get("errors", r.get("error", ""))),
     ]
     table = markdown_table(all_rows, columns)

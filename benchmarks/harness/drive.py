@@ -90,12 +90,18 @@ def stamper(into: list[float], started: float) -> Callable[[], None]:
 
 
 async def steady_load(
-    contender: Contender, *, concurrency: int, duration_s: float, window_start_s: float
+    contender: Contender,
+    *,
+    concurrency: int,
+    duration_s: float,
+    window_start_s: float,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """``concurrency`` closed-loop workers, each starting a new fusion when its last one ends.
 
     Throughput, CPU and latencies are taken over ``[window_start_s, duration_s]`` only (the
-    ramp-up before it is excluded); fusions still in flight at the end are cancelled.
+    ramp-up before it is excluded); fusions still in flight at the end are cancelled. With
+    ``server_pid`` (a local server), its CPU over the window is recorded too.
     """
     completions: list[tuple[float, float]] = []  # (finished at, latency)
     errors: list[str] = []
@@ -116,9 +122,11 @@ async def steady_load(
     tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
     await asyncio.sleep(window_start_s)
     cpu0 = client_cpu(contender)
+    server0 = cpu_seconds(server_pid) if server_pid else 0.0
     done0 = len(completions)
     await asyncio.sleep(max(0.0, duration_s - window_start_s))
     cpu1 = client_cpu(contender)
+    server1 = cpu_seconds(server_pid) if server_pid else 0.0
     done1 = len(completions)
     for task in tasks:
         task.cancel()
@@ -133,6 +141,7 @@ async def steady_load(
         "fusions_per_s": fusions / window,
         "cpu_s": cpu1 - cpu0,
         "cpu_per_fusion_s": (cpu1 - cpu0) / fusions if fusions else None,
+        "server_cores": (server1 - server0) / window if server_pid else None,
         "latencies_s": in_window,
         "total_completed": len(completions),
         "errors": len(errors),

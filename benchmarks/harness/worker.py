@@ -48,6 +48,7 @@ async def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 concurrency=params["concurrency"],
                 duration_s=params["duration_s"],
                 window_start_s=params["window_start_s"],
+                server_pid=params.get("server_pid"),
             )
         elif mode == "burst":
             result = await burst(
