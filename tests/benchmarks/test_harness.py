@@ -92,3 +92,24 @@ def test_publish_replaces_only_its_section(tmp_path: Path, monkeypatch: pytest.M
     assert saved["figure"] == "a" and saved["command"].startswith(".venv/bin/python")
     report.publish("c", "Title C", table, {}, update_readme=True)
     assert "<!-- figure:c -->" in readme.read_text(encoding="utf-8")
+
+
+def test_summary_judges_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.harness import summary
+
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = [
+        {"name": "raw", "over_p50_ms": 1.0, "over_p99_ms": 2.0, "cpu_ms": 0.5},
+        {"name": "polyfuse", "over_p50_ms": 2.0, "over_p99_ms": 9.0, "cpu_ms": 1.0},
+        {"name": "openai-gather", "over_p50_ms": 20.0, "over_p99_ms": 30.0, "cpu_ms": 10.0},
+        {"name": "langchain", "over_p50_ms": 12.0, "over_p99_ms": 40.0, "cpu_ms": 16.0},
+    ]
+    (results / "overhead.json").write_text(json.dumps({"rows": rows}), encoding="utf-8")
+    monkeypatch.setattr(summary, "RESULTS_DIR", results)
+    judged = {row["what"]: row for row in summary.targets()}
+    p50 = judged["overhead p50 at c=1, ms (≤ ¼ best peer)"]
+    assert (p50["best"], p50["goal"], p50["poly_met"], p50["floor"]) == (12.0, 3.0, True, 1.0)
+    p99 = judged["overhead p99 at c=1, ms (≤ ¼ best peer)"]
+    assert p99["poly_met"] is False and p99["fan_met"] is None
+    assert len(judged) == 3  # no other results: no other targets judged
