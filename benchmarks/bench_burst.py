@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness.env import add_arguments, open_env
 from benchmarks.harness.figures import best_peer, label, verdict
 from benchmarks.harness.plots import bars
-from benchmarks.harness.report import BENCH_DIR, fmt, markdown_table, publish
+from benchmarks.harness.report import fmt, markdown_table, plot_path, publish
 from benchmarks.harness.runner import run_worker
 
 
@@ -132,7 +132,7 @@ def main() -> None:
         ("error", lambda r: r.get("error") or ""),
     ]
     table = markdown_table(rows, columns)
-    plot = BENCH_DIR / "memory.png"
+    plot = plot_path("memory", not args.no_readme)
     top = [r for r in rows if r["level"] == max(levels)]
     bars(
         plot,

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness.env import Env, add_arguments, open_env
 from benchmarks.harness.figures import best_peer, label, ms, verdict
 from benchmarks.harness.plots import bars
-from benchmarks.harness.report import BENCH_DIR, fmt, markdown_table, publish
+from benchmarks.harness.report import fmt, markdown_table, plot_path, publish
 from benchmarks.harness.runner import run_worker
 from benchmarks.harness.stats import percentile
 
@@ -128,7 +128,7 @@ def main() -> None:
                         at_most=False,
                     )
                 )
-    plot = BENCH_DIR / "load.png"
+    plot = plot_path("load", not args.no_readme)
     names = list(env.contenders)
     bars(
         plot,
@@ -144,7 +144,7 @@ def main() -> None:
         ylabel="ms of client CPU per fusion (log scale)",
         log=True,
     )
-    rate_plot = BENCH_DIR / "throughput.png"
+    rate_plot = plot_path("throughput", not args.no_readme)
     bars(
         rate_plot,
         [f"c={lv}" for lv in levels],

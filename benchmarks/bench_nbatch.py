@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness.env import add_arguments, open_env
 from benchmarks.harness.figures import label, ms
 from benchmarks.harness.plots import bars
-from benchmarks.harness.report import BENCH_DIR, fmt, markdown_table, publish
+from benchmarks.harness.report import fmt, markdown_table, plot_path, publish
 from benchmarks.harness.runner import run_worker
 from benchmarks.harness.stats import percentile
 
@@ -100,7 +100,7 @@ def main() -> None:
                 f"{a['server_cpu_ms'] / (b.get('server_cpu_ms') or 1):.2f}× the server CPU per "
                 "fusion."
             )
-    plot = BENCH_DIR / "nbatch.png"
+    plot = plot_path("nbatch", not args.no_readme)
     bars(
         plot,
         [r["label"] for r in rows],

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness.env import Env, add_arguments, open_env
 from benchmarks.harness.figures import best_peer, interleaved, label, ms, verdict
 from benchmarks.harness.plots import bars
-from benchmarks.harness.report import BENCH_DIR, fmt, markdown_table, publish
+from benchmarks.harness.report import fmt, markdown_table, plot_path, publish
 from benchmarks.harness.runner import run_worker
 from benchmarks.harness.stats import percentile
 
@@ -143,7 +143,7 @@ def main() -> None:
             at_most=True,
         ),
     ]
-    plot = BENCH_DIR / "overhead.png"
+    plot = plot_path("overhead", not args.no_readme)
     shown = [r for r in rows if r.get("over_p50_ms") is not None]
     bars(
         plot,

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness.env import add_arguments, open_env
 from benchmarks.harness.figures import label, ms, verdict
 from benchmarks.harness.plots import bars
-from benchmarks.harness.report import BENCH_DIR, fmt, markdown_table, publish
+from benchmarks.harness.report import fmt, markdown_table, plot_path, publish
 from benchmarks.harness.runner import run_worker
 from benchmarks.harness.simserver import ServerSpec
 from benchmarks.harness.stats import percentile
@@ -120,7 +120,7 @@ def main() -> None:
             at_most=True,
         ),
     ]
-    plot = BENCH_DIR / "straggler.png"
+    plot = plot_path("straggler", not args.no_readme)
     names = list(dict.fromkeys(r["name"] for r in rows))
     labels = [next(r["label"] for r in rows if r["name"] == n) for n in names]
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness.env import add_arguments, open_env
 from benchmarks.harness.figures import best_peer, interleaved, label, ms, verdict
 from benchmarks.harness.plots import bars
-from benchmarks.harness.report import BENCH_DIR, fmt, markdown_table, publish
+from benchmarks.harness.report import fmt, markdown_table, plot_path, publish
 from benchmarks.harness.runner import run_worker
 from benchmarks.harness.stats import percentile
 
@@ -105,7 +105,7 @@ def main() -> None:
             )
     if best is not None:
         lines.append(f"Best peer: {best:.1f} ms over ideal at p50.")
-    plot = BENCH_DIR / "ttft.png"
+    plot = plot_path("ttft", not args.no_readme)
     shown = [r for r in rows if r.get("p50_ms") is not None]
     bars(
         plot,

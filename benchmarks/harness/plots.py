@@ -31,7 +31,10 @@ def bars(
         heights = [v if v is not None else 0.0 for v in values]
         drawn = ax.bar(xs, heights, width, label=name)
         for rect, value in zip(drawn, values, strict=True):
-            text = "n/a" if value is None else f"{value:,.3g}"
+            if value is None:
+                text = "n/a"
+            else:
+                text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
             ax.annotate(
                 text,
                 (rect.get_x() + rect.get_width() / 2, max(rect.get_height(), 1e-9)),
@@ -49,5 +52,5 @@ def bars(
         ax.set_yscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)

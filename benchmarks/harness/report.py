@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BENCH_DIR", "Column", "fmt", "markdown_table", "publish", "save_json"]
+__all__ = [
+    "BENCH_DIR",
+    "Column",
+    "fmt",
+    "markdown_table",
+    "plot_path",
+    "publish",
+    "save_json",
+]
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 RESULTS_DIR = BENCH_DIR / "results"
@@ -46,10 +54,22 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) ->
     return "\n".join(lines)
 
 
-def save_json(name: str, data: dict[str, Any]) -> Path:
-    """Write ``results/NAME.json``; return its path."""
+def plot_path(name: str, published: bool) -> Path:
+    """Where a figure's PNG goes: next to the README when the run is published, else a
+    scratch file in ``results/`` (``NAME.png.tmp``, ignored by git) that leaves the published
+    plot alone."""
+    if published:
+        return BENCH_DIR / f"{name}.png"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+    return RESULTS_DIR / f"{name}.png.tmp"
+
+
+def save_json(name: str, data: dict[str, Any], *, published: bool = True) -> Path:
+    """Write ``results/NAME.json`` (``NAME.json.tmp`` for an unpublished run, so that trying a
+    figure with ``--no-readme`` or against another server leaves the published results alone);
+    return its path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / (f"{name}.json" if published else f"{name}.json.tmp")
     path.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
     return path
 
@@ -76,7 +96,7 @@ def publish(
 ) -> None:
     """Save the JSON, print the table, and (unless told not to) update the README section."""
     data = {"figure": name, "command": command_line(), **data}
-    path = save_json(name, data)
+    path = save_json(name, data, published=update_readme)
     print(table)
     for line in verdict:
         print(line)

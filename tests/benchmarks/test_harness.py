@@ -92,6 +92,12 @@ def test_publish_replaces_only_its_section(tmp_path: Path, monkeypatch: pytest.M
     assert saved["figure"] == "a" and saved["command"].startswith(".venv/bin/python")
     report.publish("c", "Title C", table, {}, update_readme=True)
     assert "<!-- figure:c -->" in readme.read_text(encoding="utf-8")
+    before = readme.read_text(encoding="utf-8")
+    report.publish("a", "Title A", "| other |", {}, update_readme=False)
+    assert readme.read_text(encoding="utf-8") == before  # an unpublished run changes nothing
+    assert (tmp_path / "results" / "a.json.tmp").exists()
+    assert json.loads((tmp_path / "results" / "a.json").read_text(encoding="utf-8")) == saved
+    assert report.plot_path("a", False) == tmp_path / "results" / "a.png.tmp"
 
 
 def test_summary_judges_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
