@@ -6,8 +6,8 @@ for ``--duration`` seconds; fusions/s, CPU and latencies are taken over the wind
 Targets (issue #12): polyfuse's CPU per fusion ≤ ¼ of the best peer's at every load level, and
 its fusions/s at 64 and 512 ≥ 4× the best peer's.
 
-    .venv/bin/python benchmarks/bench_load.py
-    .venv/bin/python benchmarks/bench_load.py --levels 8,64 --duration 10
+    .venv/bin/python benchmarks/bench_load.py                 # ~6 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_load.py --levels 8,64 --duration 12 --ramp 4
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     parser.add_argument("--levels", default="1,8,64,512", help="concurrency levels")
-    parser.add_argument("--duration", type=float, default=12.0, help="seconds per run")
-    parser.add_argument("--ramp", type=float, default=4.0, help="seconds before the window")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per run")
+    parser.add_argument("--ramp", type=float, default=3.0, help="seconds before the window")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     all_rows: list[dict[str, Any]] = []
