@@ -50,6 +50,7 @@ def main() -> None:
         ttft_s=args.ttft,
         tokens_per_s=args.tokens_per_s,
         output_tokens=args.tokens,
+        jitter=args.jitter,
         seed=args.seed,
         model=args.model,
     )

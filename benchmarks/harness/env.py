@@ -104,7 +104,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ttft", type=float, default=0.050, help="simulated time to first token")
     parser.add_argument("--tokens-per-s", type=float, default=500.0, help="simulated speed")
     parser.add_argument("--tokens", type=int, default=64, help="tokens per simulated answer")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--jitter", type=float, default=0.0, help="simulated per-request jitter, 0..1 (relative)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seeds the simulated jitter")
     parser.add_argument("--no-readme", action="store_true", help="do not update README.md")
 
 
@@ -137,10 +140,16 @@ def open_env(args: argparse.Namespace, *specs: ServerSpec) -> Iterator[Env]:
         notes.append(f"external server; ideal calibrated: call {call_s:.4f}s, fusor {fusor_s:.4f}s")
         yield Env(workload, call_s, fusor_s, ttft_s, contenders, notes=notes)
         return
+    if args.jitter:
+        notes.append(
+            f"jitter {args.jitter}: the ideal assumes none, so with N parallel calls the "
+            "expected critical path is longer than the ideal shown"
+        )
     spec = ServerSpec(
         ttft_s=args.ttft,
         tokens_per_s=args.tokens_per_s,
         output_tokens=args.tokens,
+        jitter=args.jitter,
         seed=args.seed,
         model=args.model,
     )
