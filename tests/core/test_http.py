@@ -329,3 +329,29 @@ def test_importing_polyfuse_does_not_import_httpx() -> None:
     code = "import sys, polyfuse; print('httpx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+async def test_stream_stopped_at_done_keeps_the_connection(
+    channels: Callable[..., LeanChannel],
+) -> None:
+    async def sse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            event = b"data: [DONE]\n\n"
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            writer.write(b"%x\r\n%b\r\n" % (len(event), event))
+            await writer.drain()
+            await asyncio.sleep(0.02)  # the terminating chunk comes after the reader stopped
+            writer.write(b"0\r\n\r\n")
+
+    scripted = Scripted(sse)
+    async with scripted as url:
+        channel = channels(url)
+        for _ in range(3):
+            reply = await channel.post(b"{}")
+            async for line in reply.lines():
+                if line == "data: [DONE]":
+                    break  # as OpenAIEndpoint does
+            await asyncio.sleep(0.06)  # the terminating chunk has arrived meanwhile
+            await reply.aclose()
+    assert scripted.connections == 1

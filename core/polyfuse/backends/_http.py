@@ -695,7 +695,13 @@ class _LeanReply:
         if self._closed:
             return
         self._closed = True
-        if not self._complete and self._framing == "chunked" and self._conn.buffer == b"0\r\n\r\n":
+        buffer = self._conn.buffer
+        if (
+            not self._complete
+            and self._framing == "chunked"
+            and len(buffer) == 5
+            and buffer.startswith(b"0\r\n\r\n")
+        ):
             # The reader stopped at the last event (SSE [DONE]) and only the terminating chunk
             # is left: take it, so that the connection can be reused.
             self._conn.take(5)
