@@ -7,12 +7,17 @@ with ``make_fake(n_mode="reject", ...)``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from polyfuse.testing import FakeOpenAIServer, serve
+
+# The suite runs the embedded llama.cpp model next to busy test processes: one thread keeps its
+# spinning workers from fighting the tests for the cores (see LocalModel's ``threads``).
+os.environ.setdefault("POLYFUSE_LOCAL_THREADS", "1")
 
 
 class _Switch:
