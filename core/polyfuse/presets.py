@@ -180,16 +180,21 @@ def build_aggregator(
     vote_extract: str = "last_number",
     moa_layers: int = 2,
     fusor_params: Mapping[str, Any] | None = None,
+    judge_params: Mapping[str, Any] | None = None,
 ) -> Aggregator:
-    """The aggregator for a strategy name, using ``backend`` as its model where it needs one."""
+    """The aggregator for a strategy name, using ``backend`` as its model where it needs one.
+
+    ``fusor_params`` go to the fusor (``fuse``) and the MoA aggregator; ``judge_params`` to the
+    Best-of-N judge and the USC selector (which otherwise keep their own defaults).
+    """
     if strategy == "fuse":
         return Fuse(backend, params=dict(fusor_params or {}))
     if strategy == "best-of-n":
-        return BestOfN(LLMJudge(backend))
+        return BestOfN(LLMJudge(backend, params=dict(judge_params or {}) or None))
     if strategy == "vote":
         return MajorityVote(vote_extract)  # type: ignore[arg-type]
     if strategy == "usc":
-        return UniversalSelfConsistency(backend)
+        return UniversalSelfConsistency(backend, params=dict(judge_params or {}) or None)
     if strategy == "moa":
         return MixtureOfAgents(backend, layers=moa_layers, params=dict(fusor_params or {}))
     raise InvalidRequestError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")

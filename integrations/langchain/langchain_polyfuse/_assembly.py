@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.language_models import BaseChatModel
@@ -16,26 +16,19 @@ from langchain_core.runnables import Runnable
 from polyfuse import (
     Aggregator,
     Backend,
-    BestOfN,
-    Fuse,
     Fusion,
     InvalidRequestError,
-    LLMJudge,
-    MajorityVote,
-    MixtureOfAgents,
     OpenAIEndpoint,
     Pool,
     PoolMember,
     QuorumPolicy,
-    UniversalSelfConsistency,
 )
+from polyfuse.presets import STRATEGIES, Strategy
 
 from .backends import LangChainBackend
 
 __all__ = ["STRATEGIES", "FusionPlan", "Strategy", "member_backend", "shared_endpoint"]
 
-Strategy = Literal["fuse", "best-of-n", "vote", "usc", "moa"]
-STRATEGIES: tuple[str, ...] = ("fuse", "best-of-n", "vote", "usc", "moa")
 
 _CACHE_SIZE = 128
 _endpoints: OrderedDict[tuple[Any, ...], OpenAIEndpoint] = OrderedDict()
@@ -87,28 +80,6 @@ def member_backend(item: Any, *, where: str) -> Backend:
         f"{where} is a {type(item).__name__}; expected a LangChain chat model (e.g. "
         "ChatOpenAI(...)) or a polyfuse backend (e.g. OpenAIEndpoint(base_url, model))"
     )
-
-
-def build_aggregator(
-    strategy: str,
-    backend: Backend,
-    *,
-    vote_extract: str,
-    moa_layers: int,
-    fusor_params: Mapping[str, Any],
-) -> Aggregator:
-    """The aggregator of a strategy; ``backend`` is its fusor, judge, selector or aggregator."""
-    if strategy == "fuse":
-        return Fuse(backend, params=dict(fusor_params))
-    if strategy == "best-of-n":
-        return BestOfN(LLMJudge(backend, params=dict(fusor_params) or None))
-    if strategy == "vote":
-        return MajorityVote(vote_extract)  # type: ignore[arg-type]
-    if strategy == "usc":
-        return UniversalSelfConsistency(backend, params=dict(fusor_params) or None)
-    if strategy == "moa":
-        return MixtureOfAgents(backend, layers=moa_layers, params=dict(fusor_params))
-    raise InvalidRequestError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
 
 
 @dataclass(frozen=True)

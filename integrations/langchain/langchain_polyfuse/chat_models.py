@@ -42,8 +42,9 @@ from polyfuse import (
     PoolMember,
     QuorumPolicy,
 )
+from polyfuse.presets import build_aggregator
 
-from ._assembly import FusionPlan, Strategy, build_aggregator, member_backend, shared_endpoint
+from ._assembly import FusionPlan, Strategy, member_backend, shared_endpoint
 from ._convert import to_openai_messages
 from ._results import ChunkStream, message_from_result
 from ._structured import StructuredMethod, structured_output
@@ -316,6 +317,7 @@ class ChatFusion(BaseChatModel):
                 vote_extract=self.vote_extract,
                 moa_layers=self.moa_layers,
                 fusor_params=self.fusor_params,
+                judge_params=self.fusor_params,
             )
             plan = FusionPlan.build(members, fusor, aggregator, policy)
         except ValidationError as exc:
