@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._validation import describe_validation_error
 from .errors import InvalidRequestError
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 _ROLES = ("system", "developer", "user", "assistant", "tool")
+_HINTS = {"extra_forbidden": "unknown parameter; put vendor-specific fields in extra_body={...}"}
 
 
 class ToolCallFunction(BaseModel):
@@ -248,7 +250,7 @@ class ChatRequest(BaseModel):
             ]
             sampling = SamplingParams.model_validate(merged)
         except ValidationError as exc:
-            raise InvalidRequestError(_friendly(exc)) from None
+            raise InvalidRequestError(describe_validation_error(exc, hints=_HINTS)) from None
         return cls.model_construct(messages=parsed, params=sampling)
 
 
@@ -266,18 +268,9 @@ def _parse_message(raw: Any, index: int) -> Message:
     try:
         return Message.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidRequestError(f"message {index}: {_friendly(exc)}") from None
-
-
-def _friendly(exc: ValidationError) -> str:
-    parts: list[str] = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown parameter; put vendor-specific fields in extra_body={...}"
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+        raise InvalidRequestError(
+            f"message {index}: {describe_validation_error(exc, hints=_HINTS)}"
+        ) from None
 
 
 def content_text(content: str | list[dict[str, Any]] | None) -> str:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from ._validation import describe_validation_error
 from .aggregators import (
     Aggregator,
     BestOfN,
@@ -166,10 +167,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> PresetsConfig:
         return PresetsConfig.model_validate(data)
     except ValidationError as exc:
         where = "" if isinstance(source, Mapping) else f" in {str(source)!r}"
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
+        details = describe_validation_error(exc)
         raise InvalidRequestError(f"invalid presets{where}: {details}") from None
 
 

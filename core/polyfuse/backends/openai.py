@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .._validation import describe_validation_error
 from ..errors import (
     APIConnectionError,
     APITimeoutError,
@@ -108,10 +109,7 @@ class OpenAIEndpoint:
         try:
             self.config = EndpointConfig(base_url=base_url, model=model, **settings)
         except ValidationError as exc:
-            details = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                for e in exc.errors()
-            )
+            details = describe_validation_error(exc)
             raise InvalidRequestError(f"invalid endpoint settings: {details}") from None
         self.supports_n: bool | None = self.config.supports_n
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .._validation import describe_validation_error
 from ..errors import InvalidRequestError
 from ..presets import EndpointSpec, PresetsConfig, PresetSpec, load_config
 from ..prompts import PROMPT_VERSION
@@ -244,9 +245,4 @@ def friendly_error(exc: ValueError) -> str:
     """A validation error as one line: ``field: problem; ...``."""
     if not isinstance(exc, ValidationError):
         return str(exc)
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+    return describe_validation_error(exc)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from .._validation import describe_validation_error
 from ..errors import InvalidRequestError
 
 __all__ = ["ServerSettings", "load_api_keys"]
@@ -85,11 +86,7 @@ class ServerSettings(BaseModel):
         try:
             return cls.model_validate(dict(table or {}))
         except ValidationError as exc:
-            details = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'server'}: "
-                f"{e['msg'].removeprefix('Value error, ')}"
-                for e in exc.errors()
-            )
+            details = describe_validation_error(exc, root="server")
             raise InvalidRequestError(f"invalid [server] settings: {details}") from None
 
     @property
