@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 
 from polyfuse.presets import load_config
 from polyfuse.server import create_app
+from polyfuse.testing import serve
 
 
 @dataclass(frozen=True)
@@ -63,26 +62,8 @@ def presets_for(fake_url: str, **overrides: Any) -> dict[str, Any]:
 def running(config: dict[str, Any]) -> Iterator[RunningServer]:
     """Serve ``create_app(config)`` with uvicorn (lifespan on) in a daemon thread."""
     app = create_app(load_config(config))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", access_log=False
-        )
-    )
-    thread = threading.Thread(target=server.run, name="polyfuse-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(5)
-            raise RuntimeError("the polyfuse server did not start")
-        time.sleep(0.005)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield RunningServer(root_url=f"http://127.0.0.1:{port}", app=app)
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve(app, lifespan="on") as served:
+        yield RunningServer(root_url=f"http://127.0.0.1:{served.port}", app=app)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -62,6 +62,7 @@ def serve(
     loop: Literal["auto", "asyncio", "uvloop"] = "auto",
     startup_timeout_s: float = 10.0,
     shutdown_grace_s: float = 1.0,
+    lifespan: Literal["on", "off", "auto"] = "off",
 ) -> Generator[ServedApp, None, None]:
     """Serve ``app`` with uvicorn in a daemon thread for the duration of a ``with`` block.
 
@@ -75,6 +76,8 @@ def serve(
         startup_timeout_s: How long to wait for the server to listen.
         shutdown_grace_s: How long in-flight requests may run on exit before being cancelled
             (whole seconds, at least 1; the fake server's sleeping requests end at once).
+        lifespan: uvicorn's lifespan mode: ``"on"`` for apps that set up state at startup
+            (e.g. ``polyfuse.server.create_app``); the fake server needs none.
 
     Yields:
         A :class:`ServedApp` with ``base_url`` (``http://127.0.0.1:PORT/v1``) and ``port``.
@@ -88,7 +91,7 @@ def serve(
         app,
         host=host,
         port=port,
-        lifespan="off",
+        lifespan=lifespan,
         log_level=log_level,
         http=http,
         loop=loop,
