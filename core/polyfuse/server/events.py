@@ -1,0 +1,368 @@
+"""``POST /v1/fusion/events``: everything a fusion does, as it happens, as server-sent events.
+
+The request body is a chat completions body (same validation, presets, auth and limits as
+``/v1/chat/completions``). The answer is a ``text/event-stream`` of named events, each with a
+JSON ``data`` object that also carries its ``type``:
+
+``fusion.started`` → ``candidate.started`` / ``candidate.token`` / ``candidate.finished`` /
+``candidate.failed`` / ``candidate.cancelled`` → ``aggregation.started`` → ``fused.token``
+(and ``answer.restarted`` if the aggregator fails mid-answer) → ``done`` with the whole
+:class:`~polyfuse.results.FusionResult`, or ``error`` when the fusion fails.
+
+Candidate errors go to clients as their type, HTTP status and a short fixed reason, never the
+upstream's own text (which may echo prompts or credentials); known keys are removed from
+everything sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import NoCandidatesError, PolyfuseError
+from ..events import (
+    AggregationStarted,
+    AnswerRestarted,
+    CandidateCancelled,
+    CandidateFailed,
+    CandidateFinished,
+    CandidateStarted,
+    CandidateToken,
+    FusedToken,
+    FusionDone,
+    FusionEvent,
+)
+from ..fusion import Fusion
+from ..messages import ChatRequest
+from ..results import Candidate, ErrorInfo, FusionResult
+from .asgi import ClientDisconnected, DisconnectWatch, Receive, Scope, Send
+from .catalog import model_id
+from .chat import CLIENT_CLOSED, ChatCompletions, _Outcome, error_response
+from .errors import APIError, Redactor
+from .passages import attribute_passages
+
+__all__ = [
+    "EVENTS_PATH",
+    "EVENT_TYPES",
+    "FusionEvents",
+    "public_error",
+    "public_reason",
+    "public_result",
+]
+
+EVENTS_PATH = "/v1/fusion/events"
+
+EVENT_TYPES: tuple[str, ...] = (
+    "fusion.started",
+    "candidate.started",
+    "candidate.token",
+    "candidate.finished",
+    "candidate.failed",
+    "candidate.cancelled",
+    "aggregation.started",
+    "fused.token",
+    "answer.restarted",
+    "done",
+    "error",
+)
+"""Every event type the endpoint sends, in the order they first appear."""
+
+# What a client learns about a failure that has no HTTP status: a fixed phrase per error type.
+_REASONS: dict[str, str] = {
+    "APITimeoutError": "the call timed out",
+    "APIConnectionError": "the connection failed or was dropped",
+    "ProtocolError": "the endpoint's answer broke the OpenAI protocol",
+    "AggregationError": "the aggregator failed",
+    "NoCandidatesError": "no candidate succeeded",
+}
+_DEFAULT_REASON = "the call failed"
+# The core formats every HTTP failure of an endpoint as "[endpoint] HTTP 503: server text".
+_HTTP_FAILURE = re.compile(r"\[(?P<endpoint>[^\]]*)\] HTTP (?P<status>\d{3})")
+_ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_]\w*): ")
+_FALLBACK_TAIL = re.compile(r"; returned candidate #\d+ instead$")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def public_error(error: ErrorInfo, redact: Redactor) -> dict[str, Any]:
+    """A candidate's error as clients see it: type, status and a short fixed reason.
+
+    Cancellations keep their message (polyfuse writes it: "cancelled: quorum of 2 reached").
+    """
+    if error.type == "Cancelled":
+        message = error.message
+    elif error.status_code is not None:
+        message = _status_phrase(error.status_code)
+    else:
+        message = _REASONS.get(error.type, _DEFAULT_REASON)
+    return {"type": error.type, "status_code": error.status_code, "message": redact(message)}
+
+
+def public_reason(reason: str, redact: Redactor) -> str:
+    """A fallback or restart reason (``"ServerError: [fusor] HTTP 500: ..."``) reduced to the
+    error type, the endpoint and HTTP status when there is one, and a fixed phrase."""
+    tail_match = _FALLBACK_TAIL.search(reason)
+    tail = tail_match.group(0) if tail_match else ""
+    type_match = _ERROR_TYPE.match(reason)
+    error_type = type_match["type"] if type_match else None
+    http = _HTTP_FAILURE.search(reason)
+    if http:
+        detail = f"[{http['endpoint']}] {_status_phrase(int(http['status']))}"
+    else:
+        detail = _REASONS.get(error_type or "", _DEFAULT_REASON)
+    prefix = f"{error_type}: " if error_type else ""
+    return redact(f"{prefix}{detail}{tail}")
+
+
+def _public_failure(exc: PolyfuseError, redact: Redactor) -> str:
+    """The message of a fusion that failed, reduced like :func:`public_reason` (per candidate
+    when none succeeded)."""
+    if isinstance(exc, NoCandidatesError):
+        reasons = "; ".join(
+            f"{label}: {public_reason(_described(error), redact)}" for label, error in exc.failures
+        )
+        return f"all {len(exc.failures)} candidates failed: {reasons}"
+    return public_reason(_described(exc), redact)
+
+
+def _described(error: BaseException | str) -> str:
+    return error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+
+
+def _public_candidate(candidate: Candidate, redact: Redactor) -> dict[str, Any]:
+    data = candidate.model_dump(mode="json")
+    if candidate.error is not None:
+        data["error"] = public_error(candidate.error, redact)
+    return data
+
+
+def public_result(result: FusionResult, redact: Redactor) -> dict[str, Any]:
+    """A :class:`FusionResult` as JSON for clients: errors reduced by :func:`public_error`,
+    usage with its total, and no server internals (endpoint URLs) in ``metadata``."""
+    data = result.model_dump(mode="json")
+    data["candidates"] = [_public_candidate(c, redact) for c in result.candidates]
+    aggregation = data["aggregation"]
+    for call, record in zip(aggregation["calls"], result.aggregation.calls, strict=True):
+        if record.error is not None:
+            call["error"] = public_error(record.error, redact)
+    if result.aggregation.fallback_reason is not None:
+        aggregation["fallback_reason"] = public_reason(result.aggregation.fallback_reason, redact)
+    data["usage"] = result.usage.model_dump_total()
+    data["metadata"] = {
+        key: result.metadata[key] for key in ("n", "prompt_version") if key in result.metadata
+    }
+    return data
+
+
+def _flag(value: str | None, *, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise APIError(400, f"{name} must be true or false (got {value!r})", param=name)
+
+
+def _encode(event_type: str, data: dict[str, Any]) -> bytes:
+    payload = json.dumps({"type": event_type, **data}, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event_type}\ndata: {payload}\n\n".encode()
+
+
+class FusionEvents:
+    """The events endpoint: reads the request through :class:`ChatCompletions` (so size caps,
+    validation and preset lookup are the same), then streams an :class:`EventStream`.
+
+    Query parameter ``candidate_tokens`` (default true) samples the candidates with streaming
+    requests so their text arrives as ``candidate.token`` events; ``false`` keeps the preset's
+    own sampling (one request with ``n`` where the endpoint supports it).
+    """
+
+    def __init__(self, chat: ChatCompletions) -> None:
+        self.chat = chat
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.perf_counter()
+        outcome = _Outcome()
+        handed_off = False
+        try:
+            if not self.chat.settings.allow_return_candidates:
+                raise APIError(
+                    403,
+                    "the events API shows every candidate, and returning candidates is "
+                    "disabled on this server ([server] allow_return_candidates = false)",
+                    code="candidates_disabled",
+                )
+            candidate_tokens = _flag(
+                request.query_params.get("candidate_tokens"),
+                name="candidate_tokens",
+                default=True,
+            )
+            _, chat_request = await self.chat.read_request(request, outcome)
+            outcome.stream = True
+            fusion = self.chat.catalog.fusion(outcome.preset)
+            if candidate_tokens and not fusion.policy.stream_candidates:
+                policy = fusion.policy.model_copy(update={"stream_candidates": True})
+                fusion = Fusion(fusion.pool, fusion.aggregator, policy)
+            stream = EventStream(self.chat, fusion, chat_request, outcome, started)
+            handed_off = True
+            return stream
+        except APIError as exc:
+            outcome.status = exc.status_code
+            return error_response(exc)
+        except ClientDisconnected:
+            outcome.status = CLIENT_CLOSED
+            return Response(status_code=CLIENT_CLOSED)
+        finally:
+            if not handed_off:
+                self.chat.record(outcome, started)
+
+
+class EventStream(Response):
+    """One fusion's events as SSE. Headers go out at once (status 200); a failure after that
+    is an ``error`` event carrying the status the same failure gets from
+    ``/v1/chat/completions``. A client that disconnects cancels the fusion and every call in
+    flight."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        endpoint: ChatCompletions,
+        fusion: Fusion,
+        request: ChatRequest,
+        outcome: _Outcome,
+        started: float,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self._endpoint = endpoint
+        self._fusion = fusion
+        self._request = request
+        self._outcome = outcome
+        self._started = started
+        self._redact = endpoint.redact
+        self._models: list[str] = [
+            member.backend.model for member in fusion.pool.members for _ in range(member.samples)
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = DisconnectWatch(receive)
+        events = self._fusion.astream(self._request)
+        try:
+            await watch.race(self._pump(events, send))
+        except (ClientDisconnected, OSError):
+            # OSError: ASGI servers on spec 2.4 may raise it from send() once the client left.
+            self._outcome.status = CLIENT_CLOSED
+        except BaseException:
+            self._outcome.status = 500
+            raise
+        finally:
+            watch.close()
+            await events.aclose()  # type: ignore[attr-defined]
+            self._endpoint.record(self._outcome, self._started)
+
+    def _started_event(self) -> bytes:
+        policy = self._fusion.policy
+        members = self._fusion.pool.members
+        backends = [m.backend.name for m in members for _ in range(m.samples)]
+        return _encode(
+            "fusion.started",
+            {
+                "id": f"fusion-{uuid.uuid4().hex}",
+                "model": model_id(self._outcome.preset),
+                "method": self._fusion.aggregator.method,
+                "candidates": [
+                    {"index": i, "backend": backend, "model": model}
+                    for i, (backend, model) in enumerate(zip(backends, self._models, strict=True))
+                ],
+                "quorum": policy.quorum,
+                "deadline": policy.deadline,
+                "candidate_tokens": policy.stream_candidates,
+            },
+        )
+
+    async def _pump(self, events: AsyncIterator[FusionEvent], send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await self._write(send, self._started_event())
+        try:
+            async for event in events:
+                data = self._encode(event)
+                if data:
+                    await self._write(send, data)
+        except PolyfuseError as exc:
+            error = self._endpoint.failure(self._outcome, exc)
+            error.message = _public_failure(exc, self._redact)
+            body = error.body()
+            await self._write(send, _encode("error", {"status": error.status_code, **body}))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _write(send: Send, data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    def _encode(self, event: FusionEvent) -> bytes:
+        """The SSE bytes of one engine event."""
+        redact = self._redact
+        if isinstance(event, CandidateToken):
+            return _encode("candidate.token", {"index": event.index, "delta": event.delta})
+        if isinstance(event, FusedToken):
+            if not event.delta:
+                return b""
+            if self._outcome.ttft_s is None:
+                self._outcome.ttft_s = time.perf_counter() - self._started
+            return _encode("fused.token", {"delta": event.delta})
+        if isinstance(event, CandidateStarted):
+            model = self._models[event.index] if event.index < len(self._models) else None
+            return _encode(
+                "candidate.started",
+                {"index": event.index, "backend": event.backend, "model": model},
+            )
+        if isinstance(event, CandidateFinished):
+            return _encode(
+                "candidate.finished", {"candidate": _public_candidate(event.candidate, redact)}
+            )
+        if isinstance(event, CandidateCancelled):
+            return _encode(
+                "candidate.cancelled",
+                {"reason": event.reason, "candidate": _public_candidate(event.candidate, redact)},
+            )
+        if isinstance(event, CandidateFailed):
+            return _encode(
+                "candidate.failed", {"candidate": _public_candidate(event.candidate, redact)}
+            )
+        if isinstance(event, AggregationStarted):
+            return _encode(
+                "aggregation.started", {"method": event.method, "candidates": event.candidates}
+            )
+        if isinstance(event, AnswerRestarted):
+            return _encode("answer.restarted", {"reason": public_reason(event.reason, redact)})
+        if not isinstance(event, FusionDone):
+            return b""  # an event type this endpoint does not know yet: not part of the API
+        result = event.result
+        self._outcome.result = result
+        passages = attribute_passages(result.content, result.candidates)
+        return _encode(
+            "done",
+            {
+                "result": public_result(result, redact),
+                "passages": [p.to_dict() for p in passages],
+            },
+        )
