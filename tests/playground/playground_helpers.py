@@ -99,6 +99,13 @@ def presets_config(fake_url: str, *, server: dict[str, Any] | None = None) -> di
             "quorum": {"pool": ["alpha", "beta", "slow"], "n": 1, "fusor": "fusor", "quorum": 2},
             "allfail": {"pool": ["broken"], "n": 2, "fusor": "fusor"},
             "stuck": {"pool": ["slow"], "n": 1, "fusor": "fusor"},
+            "showcase": {
+                "pool": ["alpha", "beta", "gamma", "broken", "slow"],
+                "n": 1,
+                "fusor": "fusor",
+                "quorum": 3,
+                "description": "every candidate state at once, for the screenshot",
+            },
         },
         "server": server or {},
     }

@@ -155,8 +155,8 @@ def test_the_page_lists_presets_streams_candidates_and_the_fused_answer(
     expect(passages).to_have_count(3)
     sources = page.get_by_test_id("passage-sources").all_text_contents()
     assert sources == ["#0", "#1", "#2"]
-    text = "".join(p.evaluate("n => n.firstChild.textContent") for p in passages.all())
-    assert text == FUSED
+    words = [p.evaluate("n => n.firstChild.textContent") for p in passages.all()]
+    assert " ".join(words) == FUSED
 
     expect(page.get_by_test_id("agg-method")).to_have_text("fuse")
     expect(page.get_by_test_id("fallback")).to_have_text("none")
@@ -291,13 +291,17 @@ def test_compare_mode_runs_two_presets_at_once(
 def test_screenshot(
     watched: Watched, server: Served, upstream: FakeOpenAIServer, tmp_path: Path
 ) -> None:
-    """Draws a run with a failed candidate, attribution and cost; with
+    """Draws a run with every candidate state, attribution and cost; with
     POLYFUSE_UPDATE_SCREENSHOT=1 it also updates docs/playground.png."""
     page = open_playground(watched, server)
     page.locator("details summary").click()
-    page.fill("#prices", "alpha=0.5/1.5\nbeta=0.5/1.5\ngamma=0.5/1.5\nfusor=2.5/10")
-    ask(page, "fusion/failing", "Why is the sky blue?", system="Answer in plain words.")
+    page.fill(
+        "#prices", "alpha=0.5/1.5\nbeta=0.5/1.5\ngamma=0.5/1.5\nbroken=1/2\nslow=1/2\nfusor=2.5/10"
+    )
+    ask(page, "fusion/showcase", "Why is the sky blue?", system="Answer in plain words.")
     wait_done(page)
+    statuses = page.get_by_test_id("cand-status").all_text_contents()
+    assert statuses == ["ok", "ok", "ok", "failed", "cancelled (quorum)"]
     expect(page.get_by_test_id("usage-total").locator("td").last).to_have_text(re.compile(r"^\$"))
     target = tmp_path / "playground.png"
     page.screenshot(path=str(target), full_page=True)

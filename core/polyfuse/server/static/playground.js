@@ -263,9 +263,9 @@
         { class: `candidate c${index % 8}`, "data-testid": "candidate", dataset: { index: String(index) } },
         el("div", { class: "cand-head" }, el("span", { class: "cand-label", text: `#${index}` }), col.modelLabel, col.status),
         el("dl", { class: "cand-stats" },
-          el("dt", { text: "latency" }), col.latency,
-          el("dt", { text: "TTFT" }), col.ttft,
-          el("dt", { text: "tokens" }), col.tokens),
+          el("div", {}, el("dt", { text: "latency" }), col.latency),
+          el("div", {}, el("dt", { text: "TTFT" }), col.ttft),
+          el("div", {}, el("dt", { text: "tokens" }), col.tokens)),
         col.error,
         col.body,
       );
@@ -377,7 +377,7 @@
       }
       this.renderAnswer(data.passages, result);
       this.renderDetails(result);
-      this.aggState.textContent = result.aggregation.method;
+      if (!this.aggState.textContent) this.aggState.textContent = result.aggregation.method;
     }
 
     renderAnswer(passages, result) {
@@ -387,7 +387,9 @@
         const marks = el("sup", { class: "sources", "data-testid": "passage-sources" });
         for (const index of passage.sources) marks.append(el("span", { class: `src c${index % 8}`, text: `#${index}` }));
         if (!passage.sources.length) marks.append(el("span", { class: "src none", text: "new" }));
-        box.append(el("span", { class: "passage", "data-testid": "passage" }, passage.text, marks));
+        // The marks go right after the passage's words, before the space that ends it.
+        const words = passage.text.replace(/\s+$/, "");
+        box.append(el("span", { class: "passage", "data-testid": "passage" }, words, marks), passage.text.slice(words.length));
       }
       if (!passages || !passages.length) box.append(content);
       const calls = (result.message && result.message.tool_calls) || [];
