@@ -245,6 +245,16 @@ def test_events_and_chat_completions_share_the_concurrency_limit(
             assert refused.headers["retry-after"] == "1"
 
 
+def test_events_share_the_body_size_cap(local_server: Callable[..., str]) -> None:
+    root = local_server(max_body_bytes=1024)
+    big = [{"role": "user", "content": "x" * 2000}]
+    response = httpx.post(
+        root + "/v1/fusion/events", json={"model": "fusion/panel", "messages": big}, timeout=30
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
 def test_events_are_refused_when_candidates_may_not_be_returned(
     local_server: Callable[..., str],
 ) -> None:
