@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from playground_helpers import (
     Served,
     presets_config,
     read_events,
+    wait_until,
 )
 
 from polyfuse.presets import load_config
@@ -24,15 +24,6 @@ from polyfuse.server.events import EVENT_TYPES
 from polyfuse.testing import FakeOpenAIServer, serve
 
 QUESTION = [{"role": "user", "content": "Why is the sky blue?"}]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def stream(server: Served, body: dict[str, Any], query: str = "") -> list[dict[str, Any]]:

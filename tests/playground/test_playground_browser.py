@@ -20,6 +20,7 @@ from playground_helpers import (
     XSS_ANSWERS,
     XSS_TRIGGER,
     Served,
+    wait_until,
 )
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -38,8 +39,10 @@ SCREENSHOT_ENV = "POLYFUSE_UPDATE_SCREENSHOT"
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "playground.png"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Module scope: Playwright's sync API keeps an event loop running in this thread until it
+    # stops, and async tests in later modules need the thread free of it.
     executable = shutil.which("chromium")
     if executable is None:
         pytest.skip(
@@ -262,6 +265,19 @@ def test_a_wrong_api_key_shows_the_servers_401_message(
     page.click("#reload-presets")
     expect(page.locator("#status")).to_have_text("401: Incorrect API key provided")
     assert not [r for r in upstream.requests]  # nothing reached the upstream
+
+
+def test_stop_cancels_the_run_and_its_upstream_calls(
+    watched: Watched, server: Served, upstream: FakeOpenAIServer
+) -> None:
+    page = open_playground(watched, server)
+    ask(page, "fusion/stuck", "Why is the sky blue?")
+    expect(candidate(page, 0).get_by_test_id("cand-status")).to_have_text("running")
+    assert wait_until(lambda: upstream.active == 1)
+    page.click("#stop")
+    expect(page.get_by_test_id("pane-error")).to_have_text("stopped")
+    assert wait_until(lambda: upstream.active == 0 and upstream.disconnects == 1)
+    expect(page.locator("#send")).to_be_enabled()
 
 
 def test_compare_mode_runs_two_presets_at_once(
