@@ -99,6 +99,7 @@ def presets_config(fake_url: str, *, server: dict[str, Any] | None = None) -> di
             "quorum": {"pool": ["alpha", "beta", "slow"], "n": 1, "fusor": "fusor", "quorum": 2},
             "allfail": {"pool": ["broken"], "n": 2, "fusor": "fusor"},
             "stuck": {"pool": ["slow"], "n": 1, "fusor": "fusor"},
+            "badfusor": {"pool": ["alpha", "beta", "gamma"], "n": 1, "fusor": "broken"},
             "showcase": {
                 "pool": ["alpha", "beta", "gamma", "broken", "slow"],
                 "n": 1,

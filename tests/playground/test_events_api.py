@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from playground_helpers import (
 from polyfuse.presets import load_config
 from polyfuse.server import create_app
 from polyfuse.server.events import EVENT_TYPES
-from polyfuse.testing import FakeOpenAIServer, serve
+from polyfuse.testing import FakeOpenAIServer, Fault, serve
 
 QUESTION = [{"role": "user", "content": "Why is the sky blue?"}]
 
@@ -134,6 +135,34 @@ def test_a_straggler_is_cancelled_when_the_quorum_is_reached(
     assert not of_type(events, "candidate.failed")  # cancelled is its own event
     result = events[-1]["result"]
     assert [c["status"] for c in result["candidates"]] == ["ok", "ok", "cancelled"]
+
+
+def test_a_failed_fusor_falls_back_with_a_reduced_reason(server: Served) -> None:
+    events = stream(server, {"model": "fusion/badfusor", "messages": QUESTION})
+    result = events[-1]["result"]
+    assert result["aggregation"]["fallback_reason"] == (
+        "AggregationError: [broken] HTTP 500 Internal Server Error; returned candidate #0 instead"
+    )
+    assert result["aggregation"]["selected"] == 0
+    assert result["message"]["content"] == ANSWERS["alpha"]
+    (fusor_call,) = result["aggregation"]["calls"]
+    assert fusor_call["error"]["message"] == "HTTP 500 Internal Server Error"
+    assert "".join(e["delta"] for e in of_type(events, "fused.token")) == ANSWERS["alpha"]
+    assert UPSTREAM_SECRET not in json.dumps(events)
+
+
+def test_a_fusor_failing_mid_answer_restarts_it(server: Served, upstream: FakeOpenAIServer) -> None:
+    upstream.inject(Fault("error_mid_stream", match_model="fusor"))
+    events = stream(server, {"model": "fusion/panel", "messages": QUESTION})
+    kinds = [e["type"] for e in events]
+    restart = kinds.index("answer.restarted")
+    assert "fused.token" in kinds[:restart]  # part of an answer was sent, then voided
+    after = [e["delta"] for e in events[restart:] if e["type"] == "fused.token"]
+    assert "".join(after) == ANSWERS["alpha"] == events[-1]["result"]["message"]["content"]
+    assert events[restart]["reason"].startswith("AggregationError: ")
+    assert events[-1]["result"]["aggregation"]["fallback_reason"].endswith(
+        "returned candidate #0 instead"
+    )
 
 
 def test_every_candidate_failing_ends_with_an_error_event(server: Served) -> None:

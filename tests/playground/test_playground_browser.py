@@ -218,6 +218,20 @@ def test_a_failing_candidate_shows_its_error(
     assert UPSTREAM_SECRET not in page.content()
 
 
+def test_a_fallback_shows_its_reason_and_the_candidate_it_returned(
+    watched: Watched, server: Served, upstream: FakeOpenAIServer
+) -> None:
+    page = open_playground(watched, server)
+    ask(page, "fusion/badfusor", "Why is the sky blue?")
+    wait_done(page)
+    expect(page.get_by_test_id("fallback")).to_have_text(
+        "AggregationError: [broken] HTTP 500 Internal Server Error; returned candidate #0 instead"
+    )
+    expect(page.get_by_test_id("contribution-row").first).to_contain_text("selected")
+    expect(page.get_by_test_id("passage-sources").first).to_have_text("#0")
+    assert UPSTREAM_SECRET not in page.content()
+
+
 def test_a_straggler_cancelled_by_the_quorum_shows_as_cancelled(
     watched: Watched, server: Served, upstream: FakeOpenAIServer
 ) -> None:
