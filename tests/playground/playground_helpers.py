@@ -108,7 +108,8 @@ def presets_config(fake_url: str, *, server: dict[str, Any] | None = None) -> di
                 "description": "every candidate state at once, for the screenshot",
             },
         },
-        "server": server or {},
+        # The events API shows candidates: the server must allow returning them.
+        "server": {"allow_return_candidates": True, **(server or {})},
     }
 
 

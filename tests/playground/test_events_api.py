@@ -221,15 +221,27 @@ def test_requests_are_validated_like_chat_completions(
 def test_the_preset_list_and_the_page_are_served(server: Served) -> None:
     models = httpx.get(server.root_url + "/v1/models", headers=server.auth(), timeout=30).json()
     assert "fusion/panel" in [m["id"] for m in models["data"]]
-    page = httpx.get(server.root_url + "/", follow_redirects=True, timeout=30)
-    assert page.status_code == 200 and page.url.path == "/playground/"
-    csp = page.headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "default-src 'none'" in csp
-    assert "unsafe-inline" not in csp
-    assert page.headers["x-content-type-options"] == "nosniff"
-    script = httpx.get(server.root_url + "/playground/playground.js", timeout=30)
-    assert script.status_code == 200 and "content-security-policy" in script.headers
-    assert httpx.get(server.root_url + "/playground/../app.py", timeout=30).status_code == 404
+    for path in ("/", "/playground"):
+        page = httpx.get(server.root_url + path, timeout=30)  # no key: the page is public
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert '<script src="/playground/playground.js" defer>' in page.text
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "default-src 'none'" in csp
+        assert "unsafe-inline" not in csp
+        assert page.headers["x-content-type-options"] == "nosniff"
+    for name, kind in (("playground.js", "text/javascript"), ("playground.css", "text/css")):
+        asset = httpx.get(f"{server.root_url}/playground/{name}", timeout=30)
+        assert asset.status_code == 200
+        assert asset.headers["content-type"].startswith(kind)
+        assert "content-security-policy" in asset.headers
+    for path in (
+        "/playground/index.html?name=../app.py",
+        "/playground/../server/app.py",
+        "/playground/playground.js?name=../app.py&media_type=text/plain",
+    ):
+        response = httpx.get(server.root_url + path, timeout=30)
+        assert "create_app" not in response.text, path  # only the listed files are served
 
 
 # -- servers with their own settings (in this process)

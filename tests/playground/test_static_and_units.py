@@ -23,7 +23,7 @@ from polyfuse.results import Candidate, ErrorInfo
 from polyfuse.server.errors import Redactor
 from polyfuse.server.events import public_error, public_reason
 from polyfuse.server.passages import attribute_passages, split_passages
-from polyfuse.server.playground import STATIC_DIR
+from polyfuse.server.playground import ASSETS, STATIC_DIR
 from polyfuse.testing import FakeReply, Fault
 
 # -- the static files
@@ -46,16 +46,18 @@ def test_the_script_never_parses_strings_as_html_or_code() -> None:
 
 def test_the_page_has_no_inline_script_style_or_handler() -> None:
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    assert re.findall(r"<script\b[^>]*>", page) == ['<script src="playground.js" defer>']
+    assert re.findall(r"<script\b[^>]*>", page) == [
+        '<script src="/playground/playground.js" defer>'
+    ]
     assert "<style" not in page
     assert not re.search(r"\son[a-z]+\s*=", page)
     assert not re.search(r"\sstyle\s*=", page)
     assert "http://" not in page and "https://" not in page  # nothing from elsewhere
 
 
-def test_the_static_folder_holds_only_the_page() -> None:
-    names = sorted(p.name for p in STATIC_DIR.iterdir())
-    assert names == ["index.html", "playground.css", "playground.js"]
+def test_the_static_folder_holds_only_what_is_served() -> None:
+    names = {p.name for p in STATIC_DIR.iterdir()}
+    assert names == {"index.html", *ASSETS}
 
 
 # -- passages

@@ -16,6 +16,7 @@ everything sent.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -205,8 +206,9 @@ class FusionEvents:
             if not self.chat.settings.allow_return_candidates:
                 raise APIError(
                     403,
-                    "the events API shows every candidate, and returning candidates is "
-                    "disabled on this server ([server] allow_return_candidates = false)",
+                    "the events API (and the playground) show every candidate, and this "
+                    "server does not return candidates; set allow_return_candidates = true "
+                    "in the [server] table of its presets file to allow them",
                     code="candidates_disabled",
                 )
             candidate_tokens = _flag(
@@ -218,8 +220,10 @@ class FusionEvents:
             outcome.stream = True
             fusion = self.chat.catalog.fusion(outcome.preset)
             if candidate_tokens and not fusion.policy.stream_candidates:
-                policy = fusion.policy.model_copy(update={"stream_candidates": True})
-                fusion = Fusion(fusion.pool, fusion.aggregator, policy)
+                # A shallow copy shares the preset's pool, aggregator and settings; only its
+                # policy differs (streamed candidates), and only for this request.
+                fusion = copy.copy(fusion)
+                fusion.policy = fusion.policy.model_copy(update={"stream_candidates": True})
             stream = EventStream(self.chat, fusion, chat_request, outcome, started)
             handed_off = True
             return stream
