@@ -283,7 +283,10 @@
     // -- the events, one method per type
 
     "fusion.started"(data) {
-      this.method.textContent = data.method;
+      const rules = [];
+      if (data.quorum) rules.push(`quorum ${data.quorum}`);
+      if (data.deadline) rules.push(`deadline ${data.deadline} s`);
+      this.method.textContent = [data.method, ...rules].join(" · ");
       this.setState("sampling", "running");
       for (const c of data.candidates) this.column(c.index, c.backend, c.model);
     }
