@@ -98,6 +98,7 @@ def presets_config(fake_url: str, *, server: dict[str, Any] | None = None) -> di
             "failing": {"pool": ["alpha", "broken", "gamma"], "n": 1, "fusor": "fusor"},
             "quorum": {"pool": ["alpha", "beta", "slow"], "n": 1, "fusor": "fusor", "quorum": 2},
             "allfail": {"pool": ["broken"], "n": 2, "fusor": "fusor"},
+            "deadline": {"pool": ["alpha", "slow"], "n": 1, "fusor": "fusor", "deadline": 1.0},
             "stuck": {"pool": ["slow"], "n": 1, "fusor": "fusor"},
             "badfusor": {"pool": ["alpha", "beta", "gamma"], "n": 1, "fusor": "broken"},
             "showcase": {

@@ -165,6 +165,18 @@ def test_a_fusor_failing_mid_answer_restarts_it(server: Served, upstream: FakeOp
     )
 
 
+def test_a_straggler_is_cancelled_at_the_deadline(
+    server: Served, upstream: FakeOpenAIServer
+) -> None:
+    events = stream(server, {"model": "fusion/deadline", "messages": QUESTION})
+    assert events[0]["deadline"] == 1.0
+    (cancelled,) = of_type(events, "candidate.cancelled")
+    assert cancelled["reason"] == "deadline"
+    assert cancelled["candidate"]["error"]["message"] == "cancelled: deadline of 1.0s passed"
+    result = events[-1]["result"]
+    assert [c["status"] for c in result["candidates"]] == ["ok", "cancelled"]
+
+
 def test_every_candidate_failing_ends_with_an_error_event(server: Served) -> None:
     events = stream(server, {"model": "fusion/allfail", "messages": QUESTION})
     assert len(of_type(events, "candidate.failed")) == 2
