@@ -53,6 +53,7 @@ from .passages import attribute_passages
 __all__ = [
     "EVENTS_PATH",
     "EVENT_TYPES",
+    "EventStream",
     "FusionEvents",
     "public_error",
     "public_reason",
