@@ -179,10 +179,13 @@ def test_multi_turn_history_and_storage(
     page = open_playground(watched, server)
     ask(page, "fusion/panel", "Why is the sky blue?")
     wait_done(page)
+    expect(page.get_by_test_id("transcript")).to_have_text("user: Why is the sky blue?")
     page.fill("#prompt", "And why are sunsets red?")
     page.click("#send")
     wait_done(page)
-    expect(page.get_by_test_id("transcript")).to_contain_text("Why is the sky blue?")
+    expect(page.get_by_test_id("transcript")).to_have_text(
+        f"user: Why is the sky blue?assistant: {FUSED}user: And why are sunsets red?"
+    )
     second = [r for r in upstream.requests if r["model"] == "beta"][-1]["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "user"]
     assert second[1]["content"] == FUSED

@@ -552,7 +552,7 @@
     running = [controller];
     const jobs = slots.map(async (slot) => {
       const messages = requestMessages(slot, text);
-      const pane = new Pane(models[slot], slot, conversations[slot]);
+      const pane = new Pane(models[slot], slot, [...conversations[slot], { role: "user", content: text }]);
       ui.panes.append(pane.root);
       const done = await run(pane, requestBody(models[slot], messages), controller);
       if (done) {
