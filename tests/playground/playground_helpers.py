@@ -105,7 +105,8 @@ def presets_config(fake_url: str, *, server: dict[str, Any] | None = None) -> di
                 "pool": ["alpha", "beta", "gamma", "broken", "slow"],
                 "n": 1,
                 "fusor": "fusor",
-                "quorum": 3,
+                # A deadline, not a quorum: a quorum could cancel "broken" before it fails.
+                "deadline": 5.0,
                 "description": "every candidate state at once, for the screenshot",
             },
         },

@@ -21,6 +21,7 @@ from playground_helpers import (
 
 from polyfuse.presets import load_config
 from polyfuse.server import create_app
+from polyfuse.server import events as events_module
 from polyfuse.server.events import EVENT_TYPES
 from polyfuse.testing import FakeOpenAIServer, Fault, serve
 
@@ -308,6 +309,23 @@ def test_events_are_refused_when_candidates_may_not_be_returned(
     )
     assert response.status_code == 403
     assert "allow_return_candidates" in response.json()["error"]["message"]
+
+
+def test_long_silences_get_heartbeats_and_leaving_still_cancels(
+    local_server: Callable[..., str], upstream: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_module, "HEARTBEAT_S", 0.2)
+    root = local_server()
+    body = {"model": "fusion/stuck", "messages": QUESTION}
+    with httpx.stream("POST", root + "/v1/fusion/events", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        heartbeats = 0
+        for line in lines:
+            if line == ": keep-alive":
+                heartbeats += 1
+                if heartbeats == 3:
+                    break  # leave while the candidate is still being waited for
+    assert wait_until(lambda: upstream.active == 0 and upstream.disconnects == 1, timeout=30)
 
 
 def test_a_client_that_leaves_cancels_the_upstream_calls(

@@ -334,7 +334,7 @@ def test_screenshot(
     ask(page, "fusion/showcase", "Why is the sky blue?", system="Answer in plain words.")
     wait_done(page)
     statuses = page.get_by_test_id("cand-status").all_text_contents()
-    assert statuses == ["ok", "ok", "ok", "failed", "cancelled (quorum)"]
+    assert statuses == ["ok", "ok", "ok", "failed", "cancelled (deadline)"]
     expect(page.get_by_test_id("usage-total").locator("td").last).to_have_text(re.compile(r"^\$"))
     target = tmp_path / "playground.png"
     page.screenshot(path=str(target), full_page=True)

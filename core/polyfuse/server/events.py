@@ -16,12 +16,13 @@ everything sent.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from http import HTTPStatus
 from typing import Any
 
@@ -52,6 +53,7 @@ from .passages import attribute_passages
 
 __all__ = [
     "EVENTS_PATH",
+    "HEARTBEAT_S",
     "EVENT_TYPES",
     "EventStream",
     "FusionEvents",
@@ -90,6 +92,10 @@ _DEFAULT_REASON = "the call failed"
 _HTTP_FAILURE = re.compile(r"\[(?P<endpoint>[^\]]*)\] HTTP (?P<status>\d{3})")
 _ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_]\w*): ")
 _FALLBACK_TAIL = re.compile(r"; returned candidate #\d+ instead$")
+HEARTBEAT_S = 15.0
+"""Seconds without an event after which an SSE comment is sent, so that proxies and browsers
+do not take a long silence (a slow fusor reading its prompt) for a dead connection."""
+HEARTBEAT = b": keep-alive\n\n"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -180,6 +186,33 @@ def _flag(value: str | None, *, name: str, default: bool) -> bool:
     if lowered in _FALSE:
         return False
     raise APIError(400, f"{name} must be true or false (got {value!r})", param=name)
+
+
+async def _with_heartbeats(
+    events: AsyncIterator[FusionEvent], every_s: float
+) -> AsyncGenerator[FusionEvent | None, None]:
+    """``events``, with ``None`` whenever ``every_s`` seconds pass without one.
+
+    The pending ``__anext__`` is waited on, never cancelled, by a timeout; it is cancelled
+    only when this iterator is closed (the client left), which cancels the fusion.
+    """
+    pending: asyncio.Future[FusionEvent] = asyncio.ensure_future(anext(events))
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=every_s)
+            if not done:
+                yield None
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            yield event
+            pending = asyncio.ensure_future(anext(events))
+    finally:
+        if not pending.done():
+            pending.cancel()
+            await asyncio.wait({pending})
 
 
 def _encode(event_type: str, data: dict[str, Any]) -> bytes:
@@ -307,9 +340,10 @@ class EventStream(Response):
     async def _pump(self, events: AsyncIterator[FusionEvent], send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         await self._write(send, self._started_event())
+        beats = _with_heartbeats(events, HEARTBEAT_S)
         try:
-            async for event in events:
-                data = self._encode(event)
+            async for event in beats:
+                data = HEARTBEAT if event is None else self._encode(event)
                 if data:
                     await self._write(send, data)
         except PolyfuseError as exc:
@@ -317,6 +351,9 @@ class EventStream(Response):
             error.message = _public_failure(exc, self._redact)
             body = error.body()
             await self._write(send, _encode("error", {"status": error.status_code, **body}))
+        finally:
+            # Cancels a pending read of the fusion's events (cancelled while we wrote).
+            await beats.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     @staticmethod
