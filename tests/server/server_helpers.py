@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import httpx
 
 from polyfuse.presets import load_config
 from polyfuse.server import create_app
+from polyfuse.server.protocol import protocol_for
 from polyfuse.testing import serve
 
 
@@ -62,7 +64,10 @@ def presets_for(fake_url: str, **overrides: Any) -> dict[str, Any]:
 def running(config: dict[str, Any]) -> Iterator[RunningServer]:
     """Serve ``create_app(config)`` with uvicorn (lifespan on) in a daemon thread."""
     app = create_app(load_config(config))
-    with serve(app, lifespan="on") as served:
+    # The same guarded protocol (connection, header-size and header-time limits) as
+    # `polyfuse serve` runs with.
+    protocol: Any = protocol_for(app.state.settings)
+    with serve(app, lifespan="on", http=protocol) as served:
         yield RunningServer(root_url=f"http://127.0.0.1:{served.port}", app=app)
 
 
@@ -74,3 +79,96 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+LEAKY_DETAILS = "db password hunter2 at internal host 10.1.2.3:5432"
+
+
+class EchoingUpstream:
+    """An upstream in front of a fake OpenAI server that leaks like some proxies do.
+
+    For the models in ``fail`` it answers the given status with an error body that quotes
+    the request's ``Authorization`` header and internal details (``LEAKY_DETAILS``). Models in
+    ``fail_mid_stream`` stream one chunk, then an error event quoting the header. Requests
+    with ``n`` > 1 are refused with 400, quoting the header, when ``refuse_n`` is set. All
+    other requests go to ``inner``.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        fail: dict[str, int] | None = None,
+        fail_mid_stream: frozenset[str] = frozenset(),
+        refuse_n: bool = False,
+    ) -> None:
+        self.inner = inner
+        self.fail = dict(fail or {})
+        self.fail_mid_stream = fail_mid_stream
+        self.refuse_n = refuse_n
+        self.echoed: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.inner(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        body = json.loads(raw)
+        auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+        leak = f"key {auth} is invalid; {LEAKY_DETAILS}"
+        model = body.get("model")
+        status = self.fail.get(model)
+        if status is None and self.refuse_n and (body.get("n") or 1) > 1:
+            status = 400
+        if status is not None:
+            self.echoed.append(auth)
+            payload = json.dumps({"error": {"message": leak, "type": "x"}}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+            return
+        if model in self.fail_mid_stream and body.get("stream"):
+            self.echoed.append(auth)
+            chunk = {
+                "id": "x",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "delta": {"content": "Partial "}, "finish_reason": None}],
+            }
+            events = (
+                b"data: " + json.dumps(chunk).encode() + b"\n\n"
+                b"data: " + json.dumps({"error": {"message": leak}}).encode() + b"\n\n"
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")],
+                }
+            )
+            await send({"type": "http.response.body", "body": events})
+            return
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.inner(scope, replay, send)

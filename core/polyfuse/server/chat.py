@@ -14,10 +14,11 @@ from starlette.responses import Response
 from ..errors import NoCandidatesError, PolyfuseError
 from ..events import AggregationStarted, AnswerRestarted, FusedToken, FusionDone, FusionEvent
 from ..messages import ChatRequest
+from ..redaction import Redactor, client_reason
 from ..results import FusionResult
 from .asgi import ClientDisconnected, DisconnectWatch, Receive, Scope, Send
 from .catalog import PresetCatalog, model_id
-from .errors import APIError, Redactor, from_polyfuse_error
+from .errors import APIError, from_polyfuse_error
 from .limits import read_body
 from .metrics import NO_MODEL, ServerMetrics
 from .schemas import ParsedChatRequest, parse_chat_request
@@ -125,10 +126,11 @@ class ChatCompletions:
                 completion_id=new_completion_id(),
                 model=model_id(outcome.preset),
                 created=int(time.time()),
-                extension=extension_body(result) if parsed.return_candidates else None,
+                extension=extension_body(result, self.redact) if parsed.return_candidates else None,
             )
             return Response(
-                json.dumps(body, ensure_ascii=False).encode(), media_type="application/json"
+                json.dumps(self.redact.json(body), ensure_ascii=False).encode(),
+                media_type="application/json",
             )
         except APIError as exc:
             outcome.status = exc.status_code
@@ -154,7 +156,14 @@ class ChatCompletions:
             self.metrics.no_candidates(outcome.preset, len(exc.failures))
         error = from_polyfuse_error(exc, self.redact)
         outcome.status = error.status_code
-        logger.warning("%s: %s", model_id(outcome.preset), error.message)
+        # The client gets short reasons; the log keeps the endpoints' own words, redacted.
+        logger.warning(
+            "%s: %d %s; details: %s",
+            model_id(outcome.preset),
+            error.status_code,
+            error.code or error.type,
+            self.redact(str(exc)),
+        )
         return error
 
     def record(self, outcome: _Outcome, started: float) -> None:
@@ -272,15 +281,21 @@ class FusionStream(Response):
         if isinstance(event, FusedToken):
             if event.delta:
                 self._first_token()
-                await self._write(send, self._writer.content(event.delta))
+                await self._write(send, self._writer.content(self._endpoint.redact(event.delta)))
             return False
         if isinstance(event, AnswerRestarted):
             if self._outcome.ttft_s is None:
                 return False  # nothing was sent yet: the fallback answer follows
             self._outcome.status = 502
+            logger.warning(
+                "%s: the fused answer failed mid-stream: %s",
+                model_id(self._outcome.preset),
+                self._endpoint.redact(event.reason),
+            )
+            reason = client_reason(event.reason, self._endpoint.redact)
             error = APIError(
                 502,
-                f"the fused answer failed mid-stream ({self._endpoint.redact(event.reason)}); "
+                f"the fused answer failed mid-stream ({reason}); "
                 "retry the request, or send it without stream to get the fallback answer",
                 type="server_error",
                 code="answer_restarted",
@@ -298,11 +313,22 @@ class FusionStream(Response):
 
     async def _finish(self, result: FusionResult, send: Send) -> None:
         self._outcome.result = result
+        redact = self._endpoint.redact
         for index, call in enumerate(result.tool_calls):
             self._first_token()
-            for chunk in self._writer.tool_call(index, call):
+            safe = call.model_copy(
+                update={
+                    "function": call.function.model_copy(
+                        update={
+                            "name": redact(call.function.name),
+                            "arguments": redact(call.function.arguments),
+                        }
+                    )
+                }
+            )
+            for chunk in self._writer.tool_call(index, safe):
                 await self._write(send, chunk)
-        extension = extension_body(result) if self._parsed.return_candidates else None
+        extension = extension_body(result, redact) if self._parsed.return_candidates else None
         await self._write(send, self._writer.finish(finish_reason(result), extension))
         if self._writer.include_usage:
             await self._write(send, self._writer.usage(result.usage.total))

@@ -15,6 +15,7 @@ import uvicorn
 from ..errors import PolyfuseError
 from ..presets import PresetRegistry, load_config
 from .app import create_app
+from .protocol import protocol_for
 from .settings import ServerSettings
 
 __all__ = ["run_server", "settings_for"]
@@ -90,6 +91,8 @@ def run_server(config: Path | str, *, host: str | None = None, port: int | None 
             access_log=settings.access_log,
             timeout_graceful_shutdown=settings.shutdown_timeout_s,
             lifespan="on",
+            http=protocol_for(settings),  # connection, header-size and header-time limits
+            ws="none",
         )
     )
     server.run()
