@@ -17,6 +17,7 @@ from ..messages import ChatRequest
 from ..redaction import Redactor, client_reason
 from ..results import FusionResult
 from .asgi import ClientDisconnected, DisconnectWatch, Receive, Scope, Send
+from .caps import RequestCaps, check_caps, decode_json
 from .catalog import PresetCatalog, model_id
 from .errors import APIError, from_polyfuse_error
 from .limits import read_body
@@ -49,19 +50,6 @@ def error_response(error: APIError) -> Response:
     )
 
 
-def _decode(raw: bytes) -> object:
-    if not raw.strip():
-        raise APIError(400, "the request body is empty; send a JSON chat completion request")
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise APIError(
-            400,
-            f"the request body is not valid JSON ({exc})",
-            code="invalid_json",
-        ) from None
-
-
 @dataclass
 class _Outcome:
     """How one request ended, for metrics and the log line."""
@@ -92,6 +80,7 @@ class ChatCompletions:
         self.metrics = metrics
         self.redact = redact
         self._forward = frozenset(settings.forward_params)
+        self.caps = RequestCaps.from_settings(settings)
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -102,7 +91,9 @@ class ChatCompletions:
             raw = await read_body(
                 request.receive, request.scope["headers"], self.settings.max_body_bytes
             )
-            parsed = parse_chat_request(_decode(raw), forward_params=self._forward)
+            data = decode_json(raw, self.caps)
+            check_caps(data, self.caps)
+            parsed = parse_chat_request(data, forward_params=self._forward)
             outcome.preset = self.catalog.resolve(parsed.model)
             outcome.stream = parsed.stream
             if parsed.return_candidates and not self.settings.allow_return_candidates:
