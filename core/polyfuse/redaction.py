@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
+    "LOG_FILTER",
     "LOG_REDACTOR",
     "REDACTED",
     "RedactingFilter",

@@ -88,7 +88,8 @@ def create_app(
         if not keys and not settings.loopback_only:
             logger.warning(
                 "serving on %s without API keys: anyone who can reach this port can spend "
-                "your upstream tokens; set [server] api_keys_env or api_keys_file",
+                "your upstream tokens; set [server] api_keys_env or api_keys_file (until then "
+                "only loopback Host names, and those in allowed_hosts, are answered)",
                 settings.host,
             )
         logger.info("polyfuse serving models: %s", ", ".join(catalog.model_ids))

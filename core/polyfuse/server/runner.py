@@ -14,6 +14,7 @@ import uvicorn
 
 from ..errors import PolyfuseError
 from ..presets import PresetRegistry, load_config
+from ..redaction import LOG_FILTER
 from .app import create_app
 from .protocol import protocol_for
 from .settings import ServerSettings
@@ -43,6 +44,9 @@ def _log_to_stderr(level: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
         handler._polyfuse_serve = True  # type: ignore[attr-defined]
+        # On the handler too: it sees the records of every polyfuse.* logger, even one
+        # created after the app (whose loggers carry the filter themselves).
+        handler.addFilter(LOG_FILTER)
         logger.addHandler(handler)
     logger.setLevel(level.upper())
 
