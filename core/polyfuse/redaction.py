@@ -85,14 +85,22 @@ class Redactor:
         text = _CREDENTIAL.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
         return _KEY_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
-    def json(self, value: Any) -> Any:
-        """``value`` (decoded JSON) with every string in it redacted."""
+    def keys(self, text: str) -> str:
+        """Only the known keys scrubbed, exactly: for model text (answers, tool arguments),
+        where a ``Bearer YOUR_TOKEN`` in a code sample or ``HTTP 401:`` in an explanation is
+        content, not a leak."""
+        exact = self._exact
+        return text if exact is None else exact.sub(REDACTED, text)
+
+    def json(self, value: Any, *, model_text: bool = False) -> Any:
+        """``value`` (decoded JSON) with every string in it redacted (with
+        ``model_text``, known keys only: see :meth:`keys`)."""
         if isinstance(value, str):
-            return self(value)
+            return self.keys(value) if model_text else self(value)
         if isinstance(value, list):
-            return [self.json(v) for v in value]  # pyright: ignore[reportUnknownVariableType]
+            return [self.json(v, model_text=model_text) for v in value]  # pyright: ignore[reportUnknownVariableType]
         if isinstance(value, dict):
-            return {k: self.json(v) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+            return {k: self.json(v, model_text=model_text) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
         return value
 
 

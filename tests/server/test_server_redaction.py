@@ -23,7 +23,7 @@ from polyfuse.redaction import (
     client_reason,
     install_log_redaction,
 )
-from polyfuse.testing import FakeOpenAIServer
+from polyfuse.testing import FakeOpenAIServer, FakeReply
 
 UPSTREAM_KEY = "sk-canary-upstream-0123456789abcdef"
 SERVER_KEY = "sk-canary-server-fedcba9876543210"
@@ -251,3 +251,22 @@ def test_log_filter_scrubs_messages_arguments_and_tracebacks() -> None:
     assert "got ***" in formatted and "boom ***" in formatted
     assert UPSTREAM_KEY not in formatted
     assert LOG_REDACTOR in [f.redactor for f in logging.getLogger("polyfuse.server").filters]  # type: ignore[attr-defined]
+
+
+def test_model_text_keeps_credential_examples_but_loses_known_keys(
+    leaky_server: RunningServer, _fake_switch: tuple[Any, str]
+) -> None:
+    sample = 'curl -H "Authorization: Bearer YOUR_TOKEN" -d api_key=abc123456 (HTTP 401: bad key)'
+    answer = f"{sample} and the key {UPSTREAM_KEY}"
+    _fake_switch[0].app = EchoingUpstream(
+        FakeOpenAIServer(responder=lambda body, index: FakeReply(content=answer))
+    )
+    body = {"model": "fusion/fast", "messages": USER, "polyfuse": {"return_candidates": True}}
+    response = post(leaky_server, body)
+    assert response.status_code == 200, response.text
+    content = response.json()["choices"][0]["message"]["content"]
+    assert content == f"{sample} and the key ***"
+    assert all(c["content"] == content for c in response.json()["polyfuse"]["candidates"])
+    _, events = sse_events(leaky_server, body)
+    assert "YOUR_TOKEN" in events and "HTTP 401: bad key" in events
+    assert UPSTREAM_KEY not in events

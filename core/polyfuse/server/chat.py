@@ -120,7 +120,7 @@ class ChatCompletions:
                 extension=extension_body(result, self.redact) if parsed.return_candidates else None,
             )
             return Response(
-                json.dumps(self.redact.json(body), ensure_ascii=False).encode(),
+                json.dumps(self.redact.json(body, model_text=True), ensure_ascii=False).encode(),
                 media_type="application/json",
             )
         except APIError as exc:
@@ -272,7 +272,9 @@ class FusionStream(Response):
         if isinstance(event, FusedToken):
             if event.delta:
                 self._first_token()
-                await self._write(send, self._writer.content(self._endpoint.redact(event.delta)))
+                await self._write(
+                    send, self._writer.content(self._endpoint.redact.keys(event.delta))
+                )
             return False
         if isinstance(event, AnswerRestarted):
             if self._outcome.ttft_s is None:
@@ -311,8 +313,8 @@ class FusionStream(Response):
                 update={
                     "function": call.function.model_copy(
                         update={
-                            "name": redact(call.function.name),
-                            "arguments": redact(call.function.arguments),
+                            "name": redact.keys(call.function.name),
+                            "arguments": redact.keys(call.function.arguments),
                         }
                     )
                 }

@@ -55,8 +55,8 @@ def extension_body(result: FusionResult, redact: Redactor) -> dict[str, Any]:
     """The ``polyfuse`` response extension: how the answer was made, and every candidate.
 
     It goes through the same redaction as every other reply: failure texts become the
-    endpoint, status and a short reason (:func:`client_reason`), and every string is scrubbed
-    of known keys.
+    endpoint, status and a short reason (:func:`client_reason`), and every other string
+    (candidate answers) is scrubbed of known keys.
     """
     record = result.aggregation
     candidates: list[dict[str, Any]] = []
@@ -80,7 +80,8 @@ def extension_body(result: FusionResult, redact: Redactor) -> dict[str, Any]:
         "scores": record.scores,
         "contributions": record.contributions,
     }
-    return redact.json(body)
+    # Failure texts went through client_reason (full redaction); the rest is model text.
+    return redact.json(body, model_text=True)
 
 
 def _message(result: FusionResult) -> dict[str, Any]:
