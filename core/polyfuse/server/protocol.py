@@ -101,8 +101,12 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_header_timer()
 
     def data_received(self, data: bytes) -> None:
-        if self._header_timer is None and self.conn.their_state is h11.IDLE:
-            self._arm_header_timer()  # the first byte of a keep-alive request
+        if self.conn.their_state is h11.IDLE:  # reading a request line and headers
+            if self._header_timer is None:
+                self._arm_header_timer()  # the first byte of a keep-alive request
+            if self._header_size(data) > self.limits.max_header_bytes:
+                self._refuse(self._headers_too_large())
+                return
         super().data_received(data)
         if self.conn.their_state is not h11.IDLE:
             self._disarm_header_timer()  # the headers are in
@@ -111,20 +115,34 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm_header_timer()
         super().connection_lost(exc)
 
+    def _header_size(self, data: bytes) -> int:
+        """The size of the header block so far, ``data`` included.
+
+        h11 enforces ``max_incomplete_event_size`` only on a block that is still incomplete,
+        so a large block that arrives in one read would pass; this counts it exactly.
+        """
+        buffered = self.conn.trailing_data[0]
+        tail = buffered[-3:]
+        end = (tail + data).find(b"\r\n\r\n")
+        if end < 0:
+            return len(buffered) + len(data)
+        return len(buffered) - len(tail) + end + 4
+
+    def _headers_too_large(self) -> APIError:
+        return APIError(
+            431,
+            f"the request headers are larger than this server's limit of "
+            f"{self.limits.max_header_bytes} bytes ([server] max_header_bytes)",
+            code="headers_too_large",
+        )
+
     def send_400_response(self, msg: str) -> None:
         """Answer an unparseable request (uvicorn calls this) in the OpenAI shape."""
         self._disarm_header_timer()
-        buffered = len(self.conn.trailing_data[0])
-        if buffered > self.limits.max_header_bytes:
-            error = APIError(
-                431,
-                f"the request headers are larger than this server's limit of "
-                f"{self.limits.max_header_bytes} bytes ([server] max_header_bytes)",
-                code="headers_too_large",
-            )
+        if len(self.conn.trailing_data[0]) > self.limits.max_header_bytes:
+            self._refuse(self._headers_too_large())
         else:
-            error = APIError(400, "malformed HTTP request", code="invalid_http")
-        self._refuse(error)
+            self._refuse(APIError(400, "malformed HTTP request", code="invalid_http"))
 
     def _arm_header_timer(self) -> None:
         self._disarm_header_timer()
