@@ -52,14 +52,20 @@ def ok(server: RunningServer) -> bool:
 def test_stalled_bodies_get_408_and_never_hold_a_slot(
     make_server: Callable[..., RunningServer], fake: FakeOpenAIServer
 ) -> None:
-    server = make_server(server={"max_concurrent_requests": 2, "body_timeout_s": 1.5})
+    server = make_server(server={"max_concurrent_requests": 2, "body_timeout_s": 6})
     stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(4)]
     try:
         for sock in stalled:  # headers and half the body, then nothing
             sock.sendall(chat_head(server.port, len(BODY)) + BODY[: len(BODY) // 2])
-        # Four stalled bodies and a limit of two slots: everyone else is still served.
+        # Four stalled bodies and a limit of two slots: everyone else is still served ...
         assert ok(server)
         assert server.in_flight() == 0
+        for sock in stalled:  # ... while the stalled ones are still waiting for their 408
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.recv(1)
+            sock.setblocking(True)
+            sock.settimeout(30)
         for sock in stalled:
             error = error_of(read_until_closed(sock), 408)
             assert error["code"] == "request_timeout"
