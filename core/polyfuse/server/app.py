@@ -150,5 +150,12 @@ def create_app(
             APIError(500, "internal server error; see the server log", type="server_error")
         )
 
-    add_guards(app, settings, keys=keys, limiter=limiter, metrics=metrics)
+    add_guards(
+        app,
+        settings,
+        keys=keys,
+        limiter=limiter,
+        metrics=metrics,
+        body_paths=frozenset({CHAT_PATH}),
+    )
     return app

@@ -50,7 +50,7 @@ __all__ = [
 
 logger = logging.getLogger("polyfuse.server")
 
-# The routes whose bodies are read (with a deadline) before they take a concurrency slot.
+# The default fusion routes: bodies read (with a deadline) before they take a concurrency slot.
 BODY_PATHS = frozenset({"/v1/chat/completions"})
 _SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
 _MAX_ERROR_TEXT = 500
@@ -290,20 +290,25 @@ def add_guards(
     keys: Sequence[SecretStr],
     limiter: ConcurrencyLimiter,
     metrics: ServerMetrics,
+    body_paths: frozenset[str] = BODY_PATHS,
 ) -> None:
     """Install every guard on ``app``. Outermost first when a request comes in: error shape
     and security headers, Host check, CORS, auth, Content-Type and body (deadline, size),
-    then the concurrency slot (taken only once the body is in)."""
+    then the concurrency slot (taken only once the body is in).
+
+    ``body_paths``: the POST routes that run fusions: their bodies are read with the deadline
+    before they take a concurrency slot, and only they take slots.
+    """
     app.add_middleware(
         ConcurrencyLimitMiddleware,
         limiter=limiter,
-        paths=BODY_PATHS,
+        paths=body_paths,
         retry_after_s=settings.retry_after_s,
         on_reject=metrics.rejected,
     )
     app.add_middleware(
         BodyGuardMiddleware,
-        paths=BODY_PATHS,
+        paths=body_paths,
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
         on_reject=metrics.rejected,
