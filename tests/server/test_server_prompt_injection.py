@@ -16,7 +16,7 @@ import httpx
 import pytest
 from server_helpers import RunningServer
 
-from polyfuse.aggregators._render import neutralise, render_candidates, render_conversation
+from polyfuse.aggregators import neutralise, render_candidates, render_conversation
 from polyfuse.messages import ChatRequest
 from polyfuse.prompts import load_prompt
 from polyfuse.results import Candidate
