@@ -269,7 +269,9 @@ class BodyGuardMiddleware:
             exc.headers.setdefault("Connection", "close")  # the rest of the body is unread
             await self._refuse(send, exc)
             return
-        except ClientDisconnected:
+        except ClientDisconnected:  # nobody to answer; counted as nginx's "client closed"
+            if self.on_reject is not None:
+                self.on_reject(499)
             return
         replayed = False
 
