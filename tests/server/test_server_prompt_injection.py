@@ -126,7 +126,10 @@ def test_every_look_alike_is_defused(text: str) -> None:
 
 def test_ordinary_text_is_left_alone() -> None:
     text = "if a < b and x<y: print('<div>') # [note]: 3 < 4\n<drafts> <requests-lib>"
+    text += "\n[user] can log in\n[tool](https://example.com)"
     assert neutralise(text) == text
+    assert neutralise("ok\n  [User name=x]: hi") == "ok\n>   [User name=x]: hi"
+    assert neutralise("［system］： hi") == "> ［system］： hi"
 
 
 def fusor_prompts(fake: FakeOpenAIServer, marker: str) -> list[str]:

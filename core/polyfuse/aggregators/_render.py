@@ -52,8 +52,10 @@ _DELIMITER = re.compile(
     rf"(?:{_OPENERS}){_GAP}(?P<slash>{_SLASHES})?{_GAP}(?P<name>{_NAMES})(?![A-Za-z])",
     re.IGNORECASE,
 )
+# A line that starts like one of our transcript lines: "[user]:", "[tool result for ...]:".
 _ROLE_LINE = re.compile(
-    r"^(?=[ \t]*(?:\[|\uff3b)[ \t]*(?:system|developer|user|assistant|tool)\b)",
+    r"^(?=[ \t]*(?:\[|\uff3b)[ \t]*(?:system|developer|user|assistant|tool)\b"
+    r"[^\]\uff3d\n]{0,200}(?:\]|\uff3d)[ \t]*(?::|\uff1a))",
     re.IGNORECASE | re.MULTILINE,
 )
 
