@@ -101,6 +101,11 @@ class ErrorShapeMiddleware:
 
         try:
             await self.app(scope, receive, shaped_send)
+            if not started:  # an app that answered nothing (a gone client is not sent to)
+                await send_error(
+                    send,
+                    APIError(500, "the server sent no answer; see the server log"),
+                )
         except Exception as exc:
             # Starlette re-raises after its handler answered (and logged); log only what no
             # handler saw, and never let uvicorn print a second, unredacted traceback.
