@@ -50,7 +50,8 @@ _AUTH_DROPPED = "(the endpoint rejected the credentials; its reply is not shown)
 _AUTH_REFUSAL = re.compile(
     rf"(HTTP 40[13]):(?! {re.escape(_CREDENTIALS_REASON)}| {re.escape(_AUTH_DROPPED)})[^\n]*"
 )
-_TOKEN = re.compile(rf"[A-Za-z0-9_\-~+/=]{{{_MIN_FRAGMENT},}}")  # "." ends a token: "sk-ab12..."
+# Runs of key-alphabet characters; punctuation ends one, so "key=sk-ab12..." yields "sk-ab12".
+_TOKEN = re.compile(rf"[A-Za-z0-9_\-]{{{_MIN_FRAGMENT},}}")
 
 
 class Redactor:

@@ -212,6 +212,7 @@ def test_redactor_scrubs_keys_fragments_credentials_and_auth_refusals() -> None:
     redact = Redactor([UPSTREAM_KEY, "abc"])  # too-short values are ignored
     assert redact(f"key {UPSTREAM_KEY} bad") == "key *** bad"
     assert UPSTREAM_KEY[:16] not in redact(f"key {UPSTREAM_KEY[:16]}... is invalid")
+    assert UPSTREAM_KEY[:16] not in redact(f"token:{UPSTREAM_KEY[:16]}/x key={UPSTREAM_KEY[3:20]}")
     assert "tok-123456" not in redact("Authorization: Bearer tok-123456")
     assert redact("use Bearer abcdefgh") == "use Bearer ***"
     assert redact('{"api_key": "zzz-secret-value"}') == '{"api_key": "***"}'
