@@ -14,8 +14,10 @@ one byte every few seconds holds a connection forever. :func:`guarded_protocol` 
 
 Every refusal is an OpenAI-shaped JSON error. The pure-Python h11 parser is used rather than
 httptools because h11 bounds its buffer by construction (``max_incomplete_event_size``) and
-is uvicorn's own subclassable protocol; parsing costs a little more CPU per request, which is
-small next to a fusion's upstream calls.
+its uvicorn protocol can be extended at these points without copying it. The price, measured
+with ``benchmarks/server_load.py`` (300 streamed fusions, 100 at once, one run each on the
+2-core development machine): 3.5 ms of server CPU per fused request against 3.0 ms with
+httptools.
 """
 
 from __future__ import annotations
