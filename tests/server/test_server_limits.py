@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -162,3 +163,21 @@ def test_limits_have_safe_defaults() -> None:
     assert settings.keep_alive_timeout_s == 5
     with pytest.raises(ValueError, match="max_header_bytes"):
         ServerSettings.from_table({"max_header_bytes": 10})
+
+
+def test_headers_in_pieces_under_the_limit_are_served(
+    make_server: Callable[..., RunningServer],
+) -> None:
+    server = make_server(server={"max_header_bytes": 1024, "keep_alive_timeout_s": 0.5})
+    pieces = [
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        b"X-A: " + b"a" * 900 + b"\r",
+        b"\n\r",
+        b"\n",
+    ]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        for piece in pieces:  # the blank line that ends the block is split across reads
+            sock.sendall(piece)
+            time.sleep(0.05)
+        status, _, _ = parse_raw_response(read_until_closed(sock))
+    assert status == 200
