@@ -53,7 +53,7 @@ def ok(server: RunningServer) -> bool:
 def test_stalled_bodies_get_408_and_never_hold_a_slot(
     make_server: Callable[..., RunningServer], fake: FakeOpenAIServer
 ) -> None:
-    server = make_server(server={"max_concurrent_requests": 2, "body_timeout_s": 6})
+    server = make_server(server={"max_concurrent_requests": 2, "body_timeout_s": 8})
     stalled = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(4)]
     try:
         for sock in stalled:  # headers and half the body, then nothing
