@@ -30,6 +30,7 @@ __all__ = [
     "REDACTED",
     "RedactingFilter",
     "Redactor",
+    "StreamScrubber",
     "client_reason",
     "install_log_redaction",
     "status_reason",
@@ -90,8 +91,23 @@ class Redactor:
         """Only the known keys scrubbed, exactly: for model text (answers, tool arguments),
         where a ``Bearer YOUR_TOKEN`` in a code sample or ``HTTP 401:`` in an explanation is
         content, not a leak."""
-        exact = self._exact
-        return text if exact is None else exact.sub(REDACTED, text)
+        exact, secrets = self._exact, self._secrets
+        if exact is None or not any(secret in text for secret in secrets):
+            return text  # the common case, without a regex pass
+        return exact.sub(REDACTED, text)
+
+    def key_prefix_length(self, text: str) -> int:
+        """The length of the longest tail of ``text`` that is the start of a known key."""
+        best = 0
+        for secret in self._secrets:
+            tail = text[-(len(secret) - 1) :] if len(secret) > 1 else ""
+            start = tail.find(secret[0])  # a key start can only begin where its first char is
+            while start != -1 and len(tail) - start > best:
+                if secret.startswith(tail[start:]):
+                    best = len(tail) - start
+                    break
+                start = tail.find(secret[0], start + 1)
+        return best
 
     def json(self, value: Any, *, model_text: bool = False) -> Any:
         """``value`` (decoded JSON) with every string in it redacted (with
@@ -103,6 +119,31 @@ class Redactor:
         if isinstance(value, dict):
             return {k: self.json(v, model_text=model_text) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
         return value
+
+
+class StreamScrubber:
+    """Scrubs known keys from text that arrives in pieces (a streamed answer), where a key
+    may be split across pieces.
+
+    Each piece is emitted at once except for the shortest tail that could be the start of a
+    known key; that tail waits for the next piece. Without keys nothing is ever held back.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        """The text that is safe to send now."""
+        text = self._redactor.keys(self._held + piece)
+        keep = self._redactor.key_prefix_length(text)
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep] if keep else text
+
+    def flush(self) -> str:
+        """What was held back, at the end of the text (a long key prefix is scrubbed)."""
+        held, self._held = self._held, ""
+        return REDACTED if len(held) >= _MIN_FRAGMENT else held
 
 
 def _fragment(token: str, secrets: tuple[str, ...]) -> str:

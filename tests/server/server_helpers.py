@@ -94,7 +94,8 @@ class EchoingUpstream:
 
     For the models in ``fail`` it answers the given status with an error body that quotes
     the request's ``Authorization`` header and internal details (``LEAKY_DETAILS``). Models in
-    ``fail_mid_stream`` stream one chunk, then an error event quoting the header. Requests
+    ``fail_mid_stream`` stream one chunk, then an error event quoting the header. Models in
+    ``stream_pieces`` stream exactly those content pieces (one chunk each). Requests
     with ``n`` > 1 are refused with 400, quoting the header, when ``refuse_n`` is set. All
     other requests go to ``inner``.
     """
@@ -106,10 +107,12 @@ class EchoingUpstream:
         fail: dict[str, int] | None = None,
         fail_mid_stream: frozenset[str] = frozenset(),
         refuse_n: bool = False,
+        stream_pieces: dict[str, list[str]] | None = None,
     ) -> None:
         self.inner = inner
         self.fail = dict(fail or {})
         self.fail_mid_stream = fail_mid_stream
+        self.stream_pieces = dict(stream_pieces or {})
         self.refuse_n = refuse_n
         self.echoed: list[str] = []
 
@@ -145,6 +148,9 @@ class EchoingUpstream:
             )
             await send({"type": "http.response.body", "body": payload})
             return
+        if model in self.stream_pieces and body.get("stream"):
+            await _stream(send, model, self.stream_pieces[model])
+            return
         if model in self.fail_mid_stream and body.get("stream"):
             self.echoed.append(auth)
             chunk = {
@@ -177,6 +183,20 @@ class EchoingUpstream:
             return await receive()
 
         await self.inner(scope, replay, send)
+
+
+async def _stream(send: Any, model: str, pieces: list[str]) -> None:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        body = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": model}
+        return b"data: " + json.dumps({**body, "choices": [choice]}).encode() + b"\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": piece}) for piece in pieces]
+    events += [chunk({}, "stop"), b"data: [DONE]\n\n"]
+    headers = [(b"content-type", b"text/event-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"".join(events)})
 
 
 def raw_exchange(port: int, data: bytes = b"", *, timeout: float = 20.0) -> bytes:

@@ -20,6 +20,7 @@ from polyfuse.redaction import (
     LOG_REDACTOR,
     RedactingFilter,
     Redactor,
+    StreamScrubber,
     client_reason,
     install_log_redaction,
 )
@@ -271,3 +272,28 @@ def test_model_text_keeps_credential_examples_but_loses_known_keys(
     _, events = sse_events(leaky_server, body)
     assert "YOUR_TOKEN" in events and "HTTP 401: bad key" in events
     assert UPSTREAM_KEY not in events
+
+
+def test_a_key_split_across_streamed_tokens_is_scrubbed(
+    leaky_server: RunningServer, _fake_switch: tuple[Any, str]
+) -> None:
+    # The fusor (a leaky upstream) streams the key split across three tokens.
+    pieces = ["Your key is ", UPSTREAM_KEY[:5], UPSTREAM_KEY[5:17], UPSTREAM_KEY[17:], " ok sk"]
+    _fake_switch[0].app = EchoingUpstream(FakeOpenAIServer(), stream_pieces={"fusor-model": pieces})
+    status, events = sse_events(leaky_server, {"model": "fusion/fast", "messages": USER})
+    assert status == 200
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in events.splitlines()
+        if line.startswith("data: {") and '"choices":[{' in line
+    )
+    assert text == "Your key is *** ok sk"
+
+
+def test_stream_scrubber_holds_back_only_possible_key_starts() -> None:
+    scrubber = StreamScrubber(Redactor([UPSTREAM_KEY]))
+    out = [scrubber.feed(p) for p in ["hello ", "s", "k-canary", "-upstream-0123456789abcdef", "!"]]
+    assert out == ["hello ", "", "", "***", "!"]
+    assert scrubber.feed("plain text") == "plain text" and scrubber.flush() == ""
+    assert scrubber.feed("end sk-can") == "end " and scrubber.flush() == "sk-can"
+    assert scrubber.feed("x sk-canary-up") == "x " and scrubber.flush() == "***"

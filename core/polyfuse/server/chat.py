@@ -14,7 +14,7 @@ from starlette.responses import Response
 from ..errors import NoCandidatesError, PolyfuseError
 from ..events import AggregationStarted, AnswerRestarted, FusedToken, FusionDone, FusionEvent
 from ..messages import ChatRequest
-from ..redaction import Redactor, client_reason
+from ..redaction import Redactor, StreamScrubber, client_reason
 from ..results import FusionResult
 from .asgi import ClientDisconnected, DisconnectWatch, Receive, Scope, Send
 from .caps import RequestCaps, check_caps, decode_json
@@ -222,6 +222,8 @@ class FusionStream(Response):
             request
         )
         self._pending: FusionEvent | None = None
+        # Known keys scrubbed from the streamed text, even when split across tokens.
+        self._scrubber = StreamScrubber(endpoint.redact)
         self._writer = ChunkWriter(
             completion_id=new_completion_id(),
             model=model_id(outcome.preset),
@@ -260,6 +262,7 @@ class FusionStream(Response):
                     if await self._handle(event, send):
                         break
         except PolyfuseError as exc:
+            await self._content(send, self._scrubber.flush())
             error = self._endpoint.failure(self._outcome, exc)
             await self._write(send, ChunkWriter.error(error.body()))
         await send({"type": "http.response.body", "body": DONE, "more_body": False})
@@ -270,16 +273,14 @@ class FusionStream(Response):
     async def _handle(self, event: FusionEvent, send: Send) -> bool:
         """Send what ``event`` means; True when the answer is complete."""
         if isinstance(event, FusedToken):
-            if event.delta:
-                self._first_token()
-                await self._write(
-                    send, self._writer.content(self._endpoint.redact.keys(event.delta))
-                )
+            await self._content(send, self._scrubber.feed(event.delta))
             return False
         if isinstance(event, AnswerRestarted):
             if self._outcome.ttft_s is None:
-                return False  # nothing was sent yet: the fallback answer follows
+                self._scrubber.flush()  # nothing was sent yet: drop it, the fallback follows
+                return False
             self._outcome.status = 502
+            await self._content(send, self._scrubber.flush())
             logger.warning(
                 "%s: the fused answer failed mid-stream: %s",
                 model_id(self._outcome.preset),
@@ -304,8 +305,14 @@ class FusionStream(Response):
         if self._outcome.ttft_s is None:
             self._outcome.ttft_s = time.perf_counter() - self._started
 
+    async def _content(self, send: Send, text: str) -> None:
+        if text:
+            self._first_token()
+            await self._write(send, self._writer.content(text))
+
     async def _finish(self, result: FusionResult, send: Send) -> None:
         self._outcome.result = result
+        await self._content(send, self._scrubber.flush())
         redact = self._endpoint.redact
         for index, call in enumerate(result.tool_calls):
             self._first_token()
