@@ -11,7 +11,9 @@ import httpx
 import pytest
 from playground_helpers import (
     ANSWERS,
+    API_KEY,
     FUSED,
+    LEAK_TRIGGER,
     UPSTREAM_SECRET,
     Served,
     presets_config,
@@ -117,7 +119,7 @@ def test_a_failed_candidate_reports_type_and_status_never_the_upstream_text(
     assert failed["candidate"]["error"] == {
         "type": "ServerError",
         "status_code": 500,
-        "message": "HTTP 500 Internal Server Error",
+        "message": "[broken] HTTP 500: the endpoint failed (server error)",
     }
     result = events[-1]["result"]
     assert [c["status"] for c in result["candidates"]] == ["ok", "failed", "ok"]
@@ -142,12 +144,13 @@ def test_a_failed_fusor_falls_back_with_a_reduced_reason(server: Served) -> None
     events = stream(server, {"model": "fusion/badfusor", "messages": QUESTION})
     result = events[-1]["result"]
     assert result["aggregation"]["fallback_reason"] == (
-        "AggregationError: [broken] HTTP 500 Internal Server Error; returned candidate #0 instead"
+        "AggregationError: the fusor broken failed: [broken] HTTP 500: the endpoint failed "
+        "(server error); returned candidate #0 instead"
     )
     assert result["aggregation"]["selected"] == 0
     assert result["message"]["content"] == ANSWERS["alpha"]
     (fusor_call,) = result["aggregation"]["calls"]
-    assert fusor_call["error"]["message"] == "HTTP 500 Internal Server Error"
+    assert fusor_call["error"]["message"] == "[broken] HTTP 500: the endpoint failed (server error)"
     assert "".join(e["delta"] for e in of_type(events, "fused.token")) == ANSWERS["alpha"]
     assert UPSTREAM_SECRET not in json.dumps(events)
 
@@ -176,6 +179,22 @@ def test_a_straggler_is_cancelled_at_the_deadline(
     assert cancelled["candidate"]["error"]["message"] == "cancelled: deadline of 1.0s passed"
     result = events[-1]["result"]
     assert [c["status"] for c in result["candidates"]] == ["ok", "cancelled"]
+
+
+def test_known_keys_never_leave_in_model_text(server: Served) -> None:
+    body = {"model": "fusion/panel", "messages": [{"role": "user", "content": LEAK_TRIGGER}]}
+    with httpx.stream(
+        "POST", server.events_url, json=body, headers=server.auth(), timeout=60
+    ) as response:
+        raw = response.read().decode()
+    assert API_KEY not in raw
+    events = read_events(httpx.Response(200, content=raw.encode()))
+    for index in range(3):
+        tokens = [e["delta"] for e in of_type(events, "candidate.token") if e["index"] == index]
+        assert "".join(tokens) == "the key is *** ok"
+    fused = "".join(e["delta"] for e in of_type(events, "fused.token"))
+    assert fused == events[-1]["result"]["message"]["content"] == "fused: the key is *** ok"
+    assert "".join(p["text"] for p in events[-1]["passages"]) == fused
 
 
 def test_every_candidate_failing_ends_with_an_error_event(server: Served) -> None:

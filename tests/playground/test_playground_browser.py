@@ -215,7 +215,7 @@ def test_a_failing_candidate_shows_its_error(
     broken = candidate(page, 1)
     expect(broken.get_by_test_id("cand-status")).to_have_text("failed")
     expect(broken.get_by_test_id("cand-error")).to_have_text(
-        "ServerError: HTTP 500 Internal Server Error"
+        "ServerError: [broken] HTTP 500: the endpoint failed (server error)"
     )
     expect(candidate(page, 0).get_by_test_id("cand-status")).to_have_text("ok")
     assert UPSTREAM_SECRET not in page.content()
@@ -228,7 +228,8 @@ def test_a_fallback_shows_its_reason_and_the_candidate_it_returned(
     ask(page, "fusion/badfusor", "Why is the sky blue?")
     wait_done(page)
     expect(page.get_by_test_id("fallback")).to_have_text(
-        "AggregationError: [broken] HTTP 500 Internal Server Error; returned candidate #0 instead"
+        "AggregationError: the fusor broken failed: [broken] HTTP 500: the endpoint failed "
+        "(server error); returned candidate #0 instead"
     )
     expect(page.get_by_test_id("contribution-row").first).to_contain_text("selected")
     expect(page.get_by_test_id("passage-sources").first).to_have_text("#0")

@@ -19,8 +19,8 @@ from polyfuse import (
     QuorumPolicy,
 )
 from polyfuse.aggregators import MajorityVote
+from polyfuse.redaction import Redactor
 from polyfuse.results import Candidate, ErrorInfo
-from polyfuse.server.errors import Redactor
 from polyfuse.server.events import public_error, public_reason
 from polyfuse.server.passages import attribute_passages, split_passages
 from polyfuse.server.playground import ASSETS, STATIC_DIR
@@ -117,25 +117,27 @@ REDACT = Redactor(["sk-abcdef123456"])
             ErrorInfo(
                 type="ServerError", message="[a] HTTP 503: sk-abcdef123456 oops", status_code=503
             ),
-            "HTTP 503 Service Unavailable",
+            "[a] HTTP 503: the endpoint failed (server error)",
         ),
         (
             ErrorInfo(type="APITimeoutError", message="[a] read timeout at http://10.0.0.1"),
-            "the call timed out",
+            "[a] the endpoint timed out",
         ),
         (
-            ErrorInfo(type="ProtocolError", message="[a] bad json: {secret"),
-            "the endpoint's answer broke the OpenAI protocol",
+            ErrorInfo(type="ProtocolError", message="[a] malformed JSON: {secret"),
+            "[a] the endpoint sent a malformed reply",
         ),
-        (ErrorInfo(type="ValueError", message="weird"), "the call failed"),
         (
             ErrorInfo(type="Cancelled", message="cancelled: quorum of 2 reached"),
             "cancelled: quorum of 2 reached",
         ),
-        (ErrorInfo(type="APIStatusError", message="[a] HTTP 599: x", status_code=599), "HTTP 599"),
+        (
+            ErrorInfo(type="APIStatusError", message="[a] HTTP 599: x", status_code=599),
+            "[a] HTTP 599: the endpoint failed (server error)",
+        ),
     ],
 )
-def test_candidate_errors_are_reduced_to_type_status_and_a_fixed_reason(
+def test_errors_name_endpoint_status_and_our_reason_never_the_upstream_text(
     info: ErrorInfo, message: str
 ) -> None:
     assert public_error(info, REDACT) == {
@@ -150,20 +152,23 @@ def test_candidate_errors_are_reduced_to_type_status_and_a_fixed_reason(
     [
         (
             "ServerError: [fusor] HTTP 500: sk-abcdef123456 said no; returned candidate #1 instead",
-            "ServerError: [fusor] HTTP 500 Internal Server Error; returned candidate #1 instead",
+            "ServerError: [fusor] HTTP 500: the endpoint failed (server error); "
+            "returned candidate #1 instead",
         ),
         (
-            "AggregationError: the fusor fusor failed: [fusor] HTTP 429: slow down",
-            "AggregationError: [fusor] HTTP 429 Too Many Requests",
+            "AggregationError: the fusor f failed: [f] HTTP 429: slow down",
+            "AggregationError: the fusor f failed: [f] HTTP 429: the endpoint is rate limiting "
+            "the server",
         ),
         (
             "AggregationError: the fusor f returned an empty answer",
-            "AggregationError: the aggregator failed",
+            "AggregationError: the fusor f returned an empty answer",
         ),
-        ("[x] HTTP 404: no such model", "[x] HTTP 404 Not Found"),
     ],
 )
-def test_reasons_keep_the_type_endpoint_and_status_only(reason: str, public: str) -> None:
+def test_reasons_keep_our_words_and_the_fallback_but_not_the_upstreams(
+    reason: str, public: str
+) -> None:
     assert public_reason(reason, REDACT) == public
 
 

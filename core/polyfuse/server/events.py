@@ -23,13 +23,12 @@ import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from http import HTTPStatus
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import NoCandidatesError, PolyfuseError
+from ..errors import PolyfuseError
 from ..events import (
     AggregationStarted,
     AnswerRestarted,
@@ -44,11 +43,12 @@ from ..events import (
 )
 from ..fusion import Fusion
 from ..messages import ChatRequest
+from ..redaction import Redactor, StreamScrubber, client_reason
 from ..results import Candidate, ErrorInfo, FusionResult
 from .asgi import ClientDisconnected, DisconnectWatch, Receive, Scope, Send
 from .catalog import model_id
 from .chat import CLIENT_CLOSED, ChatCompletions, _Outcome, error_response
-from .errors import APIError, Redactor
+from .errors import APIError
 from .passages import attribute_passages
 
 __all__ = [
@@ -79,18 +79,7 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 """Every event type the endpoint sends, in the order they first appear."""
 
-# What a client learns about a failure that has no HTTP status: a fixed phrase per error type.
-_REASONS: dict[str, str] = {
-    "APITimeoutError": "the call timed out",
-    "APIConnectionError": "the connection failed or was dropped",
-    "ProtocolError": "the endpoint's answer broke the OpenAI protocol",
-    "AggregationError": "the aggregator failed",
-    "NoCandidatesError": "no candidate succeeded",
-}
-_DEFAULT_REASON = "the call failed"
-# The core formats every HTTP failure of an endpoint as "[endpoint] HTTP 503: server text".
-_HTTP_FAILURE = re.compile(r"\[(?P<endpoint>[^\]]*)\] HTTP (?P<status>\d{3})")
-_ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_]\w*): ")
+# The engine ends a fallback reason with this; it is polyfuse's own text, kept for clients.
 _FALLBACK_TAIL = re.compile(r"; returned candidate #\d+ instead$")
 HEARTBEAT_S = 15.0
 """Seconds without an event after which an SSE comment is sent, so that proxies and browsers
@@ -100,68 +89,36 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-def _status_phrase(status: int) -> str:
-    try:
-        return f"HTTP {status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"HTTP {status}"
-
-
 def public_error(error: ErrorInfo, redact: Redactor) -> dict[str, Any]:
-    """A candidate's error as clients see it: type, status and a short fixed reason.
-
-    Cancellations keep their message (polyfuse writes it: "cancelled: quorum of 2 reached").
-    """
-    if error.type == "Cancelled":
-        message = error.message
-    elif error.status_code is not None:
-        message = _status_phrase(error.status_code)
-    else:
-        message = _REASONS.get(error.type, _DEFAULT_REASON)
+    """A candidate's or a call's error as clients see it: its type, HTTP status, and the
+    endpoint, status and a short reason of our own (:func:`polyfuse.redaction.client_reason`),
+    never the upstream's words. Cancellations keep polyfuse's own message ("cancelled: quorum
+    of 2 reached")."""
+    message = error.message if error.type == "Cancelled" else client_reason(error.message, redact)
     return {"type": error.type, "status_code": error.status_code, "message": redact(message)}
 
 
 def public_reason(reason: str, redact: Redactor) -> str:
-    """A fallback or restart reason (``"ServerError: [fusor] HTTP 500: ..."``) reduced to the
-    error type, the endpoint and HTTP status when there is one, and a fixed phrase."""
-    tail_match = _FALLBACK_TAIL.search(reason)
-    tail = tail_match.group(0) if tail_match else ""
-    type_match = _ERROR_TYPE.match(reason)
-    error_type = type_match["type"] if type_match else None
-    http = _HTTP_FAILURE.search(reason)
-    if http:
-        detail = f"[{http['endpoint']}] {_status_phrase(int(http['status']))}"
-    else:
-        detail = _REASONS.get(error_type or "", _DEFAULT_REASON)
-    prefix = f"{error_type}: " if error_type else ""
-    return redact(f"{prefix}{detail}{tail}")
-
-
-def _public_failure(exc: PolyfuseError, redact: Redactor) -> str:
-    """The message of a fusion that failed, reduced like :func:`public_reason` (per candidate
-    when none succeeded)."""
-    if isinstance(exc, NoCandidatesError):
-        reasons = "; ".join(
-            f"{label}: {public_reason(_described(error), redact)}" for label, error in exc.failures
-        )
-        return f"all {len(exc.failures)} candidates failed: {reasons}"
-    return public_reason(_described(exc), redact)
-
-
-def _described(error: BaseException | str) -> str:
-    return error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    """A fallback or restart reason reduced the same way (``client_reason``), keeping the
+    engine's own "; returned candidate #N instead"."""
+    tail = _FALLBACK_TAIL.search(reason)
+    if tail is None:
+        return client_reason(reason, redact)
+    return client_reason(reason[: tail.start()], redact) + tail.group(0)
 
 
 def _public_candidate(candidate: Candidate, redact: Redactor) -> dict[str, Any]:
     data = candidate.model_dump(mode="json")
     if candidate.error is not None:
         data["error"] = public_error(candidate.error, redact)
-    return data
+    # The rest is model text: only known keys are scrubbed from it.
+    return redact.json(data, model_text=True)
 
 
 def public_result(result: FusionResult, redact: Redactor) -> dict[str, Any]:
     """A :class:`FusionResult` as JSON for clients: errors reduced by :func:`public_error`,
-    usage with its total, and no server internals (endpoint URLs) in ``metadata``."""
+    known keys scrubbed from model text, usage with its total, and no server internals
+    (endpoint URLs) in ``metadata``."""
     data = result.model_dump(mode="json")
     data["candidates"] = [_public_candidate(c, redact) for c in result.candidates]
     aggregation = data["aggregation"]
@@ -174,7 +131,7 @@ def public_result(result: FusionResult, redact: Redactor) -> dict[str, Any]:
     data["metadata"] = {
         key: result.metadata[key] for key in ("n", "prompt_version") if key in result.metadata
     }
-    return data
+    return redact.json(data, model_text=True)
 
 
 def _flag(value: str | None, *, name: str, default: bool) -> bool:
@@ -297,6 +254,9 @@ class EventStream(Response):
         self._outcome = outcome
         self._started = started
         self._redact = endpoint.redact
+        # Known keys are scrubbed from streamed model text, even when split across tokens.
+        self._scrubbers: dict[int, StreamScrubber] = {}
+        self._fused = StreamScrubber(endpoint.redact)
         self._models: list[str] = [
             member.backend.model for member in fusion.pool.members for _ in range(member.samples)
         ]
@@ -348,7 +308,6 @@ class EventStream(Response):
                     await self._write(send, data)
         except PolyfuseError as exc:
             error = self._endpoint.failure(self._outcome, exc)
-            error.message = _public_failure(exc, self._redact)
             body = error.body()
             await self._write(send, _encode("error", {"status": error.status_code, **body}))
         finally:
@@ -360,51 +319,63 @@ class EventStream(Response):
     async def _write(send: Send, data: bytes) -> None:
         await send({"type": "http.response.body", "body": data, "more_body": True})
 
+    def _candidate_text(self, index: int, delta: str | None = None) -> bytes:
+        """A ``candidate.token`` with ``delta`` scrubbed of known keys (a key split across
+        tokens included); without ``delta``, the text held back at the candidate's end."""
+        if delta is None:
+            scrubber = self._scrubbers.pop(index, None)
+            text = scrubber.flush() if scrubber is not None else ""
+        else:
+            scrubber = self._scrubbers.setdefault(index, StreamScrubber(self._redact))
+            text = scrubber.feed(delta)
+        return _encode("candidate.token", {"index": index, "delta": text}) if text else b""
+
+    def _fused_text(self, text: str) -> bytes:
+        if not text:
+            return b""
+        if self._outcome.ttft_s is None:
+            self._outcome.ttft_s = time.perf_counter() - self._started
+        return _encode("fused.token", {"delta": text})
+
     def _encode(self, event: FusionEvent) -> bytes:
-        """The SSE bytes of one engine event."""
+        """The SSE bytes of one engine event (model text scrubbed of known keys)."""
         redact = self._redact
         if isinstance(event, CandidateToken):
-            return _encode("candidate.token", {"index": event.index, "delta": event.delta})
+            return self._candidate_text(event.index, event.delta)
         if isinstance(event, FusedToken):
-            if not event.delta:
-                return b""
-            if self._outcome.ttft_s is None:
-                self._outcome.ttft_s = time.perf_counter() - self._started
-            return _encode("fused.token", {"delta": event.delta})
+            return self._fused_text(self._fused.feed(event.delta))
         if isinstance(event, CandidateStarted):
             model = self._models[event.index] if event.index < len(self._models) else None
             return _encode(
                 "candidate.started",
                 {"index": event.index, "backend": event.backend, "model": model},
             )
-        if isinstance(event, CandidateFinished):
-            return _encode(
-                "candidate.finished", {"candidate": _public_candidate(event.candidate, redact)}
-            )
-        if isinstance(event, CandidateCancelled):
-            return _encode(
-                "candidate.cancelled",
-                {"reason": event.reason, "candidate": _public_candidate(event.candidate, redact)},
-            )
-        if isinstance(event, CandidateFailed):
-            return _encode(
-                "candidate.failed", {"candidate": _public_candidate(event.candidate, redact)}
-            )
+        if isinstance(event, (CandidateFinished, CandidateFailed)):
+            candidate = event.candidate
+            held = self._candidate_text(candidate.index)
+            data = {"candidate": _public_candidate(candidate, redact)}
+            if isinstance(event, CandidateFinished):
+                return held + _encode("candidate.finished", data)
+            if isinstance(event, CandidateCancelled):
+                return held + _encode("candidate.cancelled", {"reason": event.reason, **data})
+            return held + _encode("candidate.failed", data)
         if isinstance(event, AggregationStarted):
             return _encode(
                 "aggregation.started", {"method": event.method, "candidates": event.candidates}
             )
         if isinstance(event, AnswerRestarted):
+            self._fused = StreamScrubber(redact)  # the text so far is void, held text too
             return _encode("answer.restarted", {"reason": public_reason(event.reason, redact)})
         if not isinstance(event, FusionDone):
             return b""  # an event type this endpoint does not know yet: not part of the API
         result = event.result
         self._outcome.result = result
+        held = self._fused_text(self._fused.flush())
         passages = attribute_passages(result.content, result.candidates)
-        return _encode(
+        return held + _encode(
             "done",
             {
                 "result": public_result(result, redact),
-                "passages": [p.to_dict() for p in passages],
+                "passages": [{**p.to_dict(), "text": redact.keys(p.text)} for p in passages],
             },
         )
