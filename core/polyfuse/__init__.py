@@ -56,6 +56,8 @@ from .messages import (
     AssistantMessage,
     ChatRequest,
     Message,
+    ModelRole,
+    SamplingOptions,
     SamplingParams,
     ToolCall,
     ToolCallFunction,
@@ -64,6 +66,8 @@ from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 from .prompts import PromptTemplate, load_prompt
 from .results import AggregationRecord, CallRecord, Candidate, ErrorInfo, FusionResult
+from .spec import FusionOptions, FusionSpec
+from .timeouts import TimeoutLike
 from .usage import Usage, UsageByRole
 
 __version__ = "0.1.0"
@@ -102,12 +106,15 @@ __all__ = [
     "Fusion",
     "FusionDone",
     "FusionEvent",
+    "FusionOptions",
     "FusionResult",
+    "FusionSpec",
     "InvalidRequestError",
     "LLMJudge",
     "MajorityVote",
     "Message",
     "MixtureOfAgents",
+    "ModelRole",
     "NoCandidatesError",
     "NotFoundError",
     "OpenAIEndpoint",
@@ -119,11 +126,13 @@ __all__ = [
     "QuorumPolicy",
     "RateLimitError",
     "RewardModelScorer",
+    "SamplingOptions",
     "SamplingParams",
     "ScoreResult",
     "Scorer",
     "ServerError",
     "StreamDelta",
+    "TimeoutLike",
     "ToolCall",
     "ToolCallFunction",
     "UniversalSelfConsistency",
