@@ -12,9 +12,9 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 
 from polyfuse import APIConnectionError, APITimeoutError, BackendError, ProtocolError
-from polyfuse._sync import run_sync
-from polyfuse.backends._wire import error_message, retry_after_seconds
+from polyfuse.backends import error_message, retry_after_seconds
 from polyfuse.errors import status_error_for
+from polyfuse.sync import run_sync
 
 __all__ = ["OpenAICompatibleEmbedding"]
 

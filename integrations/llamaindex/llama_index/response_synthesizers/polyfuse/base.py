@@ -26,9 +26,12 @@ from llama_index.core.settings import Settings
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 from pydantic import BaseModel, ValidationError
 
-from llama_index.llms.polyfuse import FusionLLM, as_backend
-from llama_index.llms.polyfuse._convert import sampling_params
-from llama_index.llms.polyfuse._stream import FusionEventConsumer
+from llama_index.llms.polyfuse import (
+    FusionEventConsumer,
+    FusionLLM,
+    as_backend,
+    sampling_params,
+)
 from llama_index.llms.polyfuse.events import dispatch_result_events
 from polyfuse import (
     AggregationError,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts import BasePromptTemplate, ChatPromptTemplate
 
-from llama_index.llms.polyfuse._convert import to_polyfuse_messages
+from llama_index.llms.polyfuse import to_polyfuse_messages
 from polyfuse import InvalidRequestError, PromptTemplate
 
 __all__ = [
