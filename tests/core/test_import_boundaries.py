@@ -17,8 +17,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ["integrations", "examples", "benchmarks", "tests"]  # core/polyfuse is one package
-OWN_PACKAGES = ["polyfuse", "langchain_polyfuse", "llama_index.llms.polyfuse"]
-OWN_PACKAGES += ["llama_index.embeddings.polyfuse", "llama_index.response_synthesizers.polyfuse"]
+OWN_PACKAGES = [
+    "polyfuse",
+    "langchain_polyfuse",
+    "llama_index.llms.polyfuse",
+    "llama_index.embeddings.polyfuse",
+    "llama_index.response_synthesizers.polyfuse",
+]
 
 ALLOWED: dict[str, str] = {
     # tests of a private module's own behaviour, which has no public face

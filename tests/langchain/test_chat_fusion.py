@@ -176,7 +176,7 @@ async def test_astream_and_abatch(lc_url: str) -> None:
 async def test_astream_events_show_fused_tokens(lc_url: str) -> None:
     model = ChatFusion(base_url=lc_url, model="fake-model", n=2)
     tokens = [
-        event["data"]["chunk"].content
+        event["data"]["chunk"].content  # pyright: ignore[reportTypedDictNotRequiredAccess]
         async for event in model.astream_events("events please", version="v2")
         if event["event"] == "on_chat_model_stream"
     ]
@@ -269,7 +269,8 @@ def test_per_call_model_override(lc_fake: FakeOpenAIServer, lc_url: str) -> None
     message = model.invoke("hi", model="other-model")
     assert {body["model"] for body in lc_fake.requests} == {"other-model"}
     assert message.response_metadata["model_name"] == "other-model"
-    assert model._get_ls_params(model="other-model")["ls_model_name"] == "other-model"
+    params = model._get_ls_params(model="other-model")
+    assert params.get("ls_model_name") == "other-model"
     panel = ChatFusion(base_url=lc_url, endpoints=["a", "b"])
     with pytest.raises(InvalidRequestError, match="not built from base_url= and model="):
         panel.invoke("hi", model="other-model")
@@ -347,7 +348,7 @@ def test_create_agent_runs_the_tool_loop(lc_url: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["function_calling", "json_schema", "json_mode"])
-def test_structured_output_methods(lc_url: str, method: str) -> None:
+def test_structured_output_methods(lc_url: str, method: Any) -> None:
     model = ChatFusion(base_url=lc_url, model="fake-model", n=3)
     prompt = "Return a JSON with 'name' and 'age' keys for Ada."
     if method == "json_mode":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,7 @@ def presets_for(fake_url: str, **overrides: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running(config: dict[str, Any]) -> Iterator[RunningServer]:
+def running(config: dict[str, Any]) -> Generator[RunningServer, None, None]:
     """Serve ``create_app(config)`` with uvicorn (lifespan on) in a daemon thread."""
     app = create_app(load_config(config))
     with serve(app, lifespan="on") as served:
