@@ -9,12 +9,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mappin
 from types import TracebackType
 from typing import Any
 
-from pydantic import ValidationError
 from typing_extensions import Unpack
 
 from ._sampling import sample_pool
 from ._sync import iterate_sync, run_sync
-from ._validation import describe_validation_error
 from .aggregators._contrib import contributions
 from .aggregators.base import Aggregate, AggregationContext, Aggregator
 from .aggregators.fuse import Fuse
@@ -28,7 +26,7 @@ from .errors import (
 from .events import AggregationStarted, AnswerRestarted, FusedToken, FusionDone, FusionEvent
 from .messages import ChatRequest, MessageInput, SamplingOptions, SamplingParams
 from .policy import QuorumPolicy
-from .pool import Pool
+from .pool import Pool, _params
 from .prompts import PROMPT_VERSION
 from .results import AggregationRecord, CallRecord, Candidate, FusionResult
 from .timeouts import check_total
@@ -87,7 +85,7 @@ class Fusion:
         self.pool = pool
         self.aggregator = aggregator if aggregator is not None else Fuse(pool.members[0].backend)
         self.policy = policy or QuorumPolicy()
-        self.params = _defaults(params)
+        self.params = _params(params)
 
     def __repr__(self) -> str:
         return f"Fusion(pool={self.pool!r}, aggregator={self.aggregator!r})"
@@ -294,19 +292,6 @@ class Fusion:
             if streamed and emit is not None:
                 emit(AnswerRestarted(reason=reason))
             return Aggregate(message=best.message(), record=record, streamed=False)
-
-
-def _defaults(params: SamplingParams | Mapping[str, Any] | None) -> SamplingParams:
-    if params is None:
-        return SamplingParams()
-    if isinstance(params, SamplingParams):
-        return params
-    try:
-        return SamplingParams.model_validate(dict(params))
-    except ValidationError as exc:
-        raise InvalidRequestError(
-            f"invalid default sampling parameters: {describe_validation_error(exc)}"
-        ) from None
 
 
 async def _bounded(run: Coroutine[Any, Any, FusionResult], seconds: float | None) -> FusionResult:

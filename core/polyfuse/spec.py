@@ -34,6 +34,7 @@ from pydantic import (
     Field,
     InstanceOf,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -57,6 +58,12 @@ __all__ = ["SINGLE_MODEL_SAMPLES", "FusionOptions", "FusionSpec"]
 
 SINGLE_MODEL_SAMPLES = 3
 """Samples drawn from a pool of one model when ``n`` is not given (a panel gets 1 each)."""
+
+
+_CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "strategy": ("strategy", STRATEGIES),
+    "vote_extract": ("vote extractor", VOTE_EXTRACTORS),
+}
 
 
 class FusionOptions(BaseModel):
@@ -102,18 +109,12 @@ class FusionOptions(BaseModel):
                 raise ValueError(unknown_names(unknown, _public_names(cls)))
         return data  # pyright: ignore[reportUnknownVariableType]
 
-    @field_validator("strategy", mode="before")
+    @field_validator("strategy", "vote_extract", mode="before")
     @classmethod
-    def _known_strategy(cls, value: Any) -> Any:
-        if value not in STRATEGIES:
-            raise ValueError(unknown_choice(value, STRATEGIES, what="strategy"))
-        return value
-
-    @field_validator("vote_extract", mode="before")
-    @classmethod
-    def _known_extractor(cls, value: Any) -> Any:
-        if value not in VOTE_EXTRACTORS:
-            raise ValueError(unknown_choice(value, VOTE_EXTRACTORS, what="vote extractor"))
+    def _known_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        what, choices = _CHOICES[info.field_name or ""]
+        if value not in choices:
+            raise ValueError(unknown_choice(value, choices, what=what))
         return value
 
     # ------------------------------------------------------------------ derived
@@ -181,7 +182,7 @@ class FusionSpec(FusionOptions):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise InvalidRequestError(f"invalid fusion settings: {_describe(exc)}") from None
+            raise InvalidRequestError.from_validation_error(exc, "fusion settings") from None
 
     @property
     def fusor_backend(self) -> Backend:
@@ -218,7 +219,3 @@ def _accepted_names(model: type[BaseModel]) -> set[str]:
 
 def _public_names(model: type[BaseModel]) -> list[str]:
     return [name for name in _accepted_names(model) if not name.startswith("_")]
-
-
-def _describe(exc: ValidationError) -> str:
-    return describe_validation_error(exc)
