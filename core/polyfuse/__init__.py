@@ -58,6 +58,8 @@ from .messages import (
     AssistantMessage,
     ChatRequest,
     Message,
+    ModelRole,
+    SamplingOptions,
     SamplingParams,
     ToolCall,
     ToolCallFunction,
@@ -67,6 +69,8 @@ from .pool import Pool, PoolMember
 from .prompts import PromptTemplate, load_prompt
 from .redaction import LOG_FILTER
 from .results import AggregationRecord, CallRecord, Candidate, ErrorInfo, FusionResult
+from .spec import FusionOptions, FusionSpec
+from .timeouts import TimeoutLike
 from .usage import Usage, UsageByRole
 
 __version__ = "0.1.0"
@@ -110,12 +114,15 @@ __all__ = [
     "Fusion",
     "FusionDone",
     "FusionEvent",
+    "FusionOptions",
     "FusionResult",
+    "FusionSpec",
     "InvalidRequestError",
     "LLMJudge",
     "MajorityVote",
     "Message",
     "MixtureOfAgents",
+    "ModelRole",
     "NoCandidatesError",
     "NotFoundError",
     "OpenAIEndpoint",
@@ -127,11 +134,13 @@ __all__ = [
     "QuorumPolicy",
     "RateLimitError",
     "RewardModelScorer",
+    "SamplingOptions",
     "SamplingParams",
     "ScoreResult",
     "Scorer",
     "ServerError",
     "StreamDelta",
+    "TimeoutLike",
     "ToolCall",
     "ToolCallFunction",
     "UniversalSelfConsistency",
