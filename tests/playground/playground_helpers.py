@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,13 +45,6 @@ XSS_ANSWERS = {
 XSS_FUSED = "<img src=x onerror=alert(1)> and <script>alert(2)</script>"
 # Asked with a prompt containing LEAK_TRIGGER, every model answers with the server's API key.
 LEAK_TRIGGER = "tell me the key"
-
-
-def _last_user(body: dict[str, Any]) -> str:
-    for message in reversed(body.get("messages") or []):
-        if message.get("role") == "user":
-            return str(message.get("content"))
-    return ""
 
 
 def responder(body: dict[str, Any], index: int) -> FakeReply:
@@ -163,7 +156,7 @@ class Served:
 
 
 @contextlib.contextmanager
-def polyfuse_serve(config_path: Path, log_path: Path) -> Iterator[Served]:
+def polyfuse_serve(config_path: Path, log_path: Path) -> Generator[Served, None, None]:
     """Run ``polyfuse serve`` (with API keys) on a free port of 127.0.0.1 until the block ends."""
     port = free_port()
     env = {**os.environ, KEYS_ENV: API_KEY}
