@@ -126,6 +126,7 @@ class _Sampler:
             ttft_s=completion.ttft_s,
             seed=seed,
             error=None,
+            retries=completion.retries,
         )
         self.candidates[index] = candidate
         self.successes += 1
@@ -150,6 +151,7 @@ class _Sampler:
             ttft_s=None,
             seed=seed,
             error=error,
+            retries=error.retries,
         )
         self.candidates[index] = candidate
         if self.emit is not None:
