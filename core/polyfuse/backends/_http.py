@@ -668,7 +668,10 @@ class LeanChannel:
                 "ConnectTimeout", f"connecting to {self._host}:{self._port} timed out"
             ) from None
         except OSError as exc:  # ssl.SSLError included
-            raise TransportError("ConnectError", str(exc) or type(exc).__name__) from exc
+            reason = str(exc) or type(exc).__name__
+            raise TransportError(
+                "ConnectError", f"cannot connect to {self._host}:{self._port}: {reason}"
+            ) from exc
         return conn
 
     async def _exchange(self, conn: _Connection, payload: bytes) -> Reply:
