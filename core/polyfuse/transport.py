@@ -124,16 +124,19 @@ class HTTPTransport:
         self, method: str, url: str, headers: Mapping[str, str], timeouts: Timeouts
     ) -> Channel:
         context = self._tls() if url.lower().startswith("https:") else None
-        return open_channel(
-            url,
-            headers,
-            timeouts,
-            self.max_connections,
-            method=method,
-            ssl_context=context,
-            trust_env=self.trust_env,
-            keepalive_expiry=self.keepalive_expiry,
-        )
+        try:
+            return open_channel(
+                url,
+                headers,
+                timeouts,
+                self.max_connections,
+                method=method,
+                ssl_context=context,
+                trust_env=self.trust_env,
+                keepalive_expiry=self.keepalive_expiry,
+            )
+        except ValueError as exc:  # a header or URL that would split the request
+            raise InvalidRequestError(str(exc)) from None
 
     async def aclose(self) -> None:
         return None
