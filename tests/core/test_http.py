@@ -355,3 +355,39 @@ async def test_stream_stopped_at_done_keeps_the_connection(
             await asyncio.sleep(0.06)  # the terminating chunk has arrived meanwhile
             await reply.aclose()
     assert scripted.connections == 1
+
+
+@pytest.mark.parametrize("size_line", [b"-5", b"0x5", b"5_0", b" 5", b"+5"])
+async def test_malformed_chunk_size_is_refused(
+    channels: Callable[..., LeanChannel], size_line: bytes
+) -> None:
+    """``int(x, 16)`` accepted these; llhttp refuses them."""
+
+    async def bad_chunk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(size_line + b"\r\nhello\r\n0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with Scripted(bad_chunk) as url:
+        reply = await channels(url).send(b"{}")
+        with pytest.raises(TransportError) as failure:
+            await reply.read()
+    assert failure.value.kind == "RemoteProtocolError"
+
+
+async def test_conflicting_content_lengths_are_refused(
+    channels: Callable[..., LeanChannel],
+) -> None:
+    async def two_lengths(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhello")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with Scripted(two_lengths) as url:
+        with pytest.raises(TransportError) as failure:
+            reply = await channels(url).send(b"{}")
+            await reply.read()
+    assert failure.value.kind == "RemoteProtocolError"
