@@ -8,7 +8,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -24,10 +24,23 @@ from .base import Completion, StreamDelta
 if TYPE_CHECKING:
     from ..transport import Transport
 
-__all__ = ["EndpointConfig", "OpenAIEndpoint"]
+__all__ = ["EndpointConfig", "OpenAIEndpoint", "TimeoutLike"]
 
 T = TypeVar("T")
 _UNSET: Any = object()  # an argument left out (told apart from an explicit None)
+
+
+class TimeoutLike(Protocol):
+    """Per-phase timeouts, as ``httpx.Timeout`` holds them (seconds, None for no limit)."""
+
+    @property
+    def connect(self) -> float | None: ...
+
+    @property
+    def read(self) -> float | None: ...
+
+    @property
+    def write(self) -> float | None: ...
 
 
 class EndpointConfig(BaseModel):
@@ -155,7 +168,7 @@ class OpenAIEndpoint:
         name: str | None = None,
         supports_n: bool | None = None,
         max_concurrency: int = 64,
-        timeout: float | Any | None = _UNSET,
+        timeout: float | TimeoutLike | None = _UNSET,
         connect_timeout: float | None = _UNSET,
         read_timeout: float | None = _UNSET,
         write_timeout: float | None = _UNSET,
