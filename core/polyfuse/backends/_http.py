@@ -497,6 +497,8 @@ class _Connection(asyncio.Protocol):
         """Prepare for the next response."""
         self.busy = True
         self.pausing = False
+        if self.body:
+            self.body = bytearray()
         self.status = 0
         self.headers = []
         self.head_done = False
