@@ -56,6 +56,8 @@ from .messages import (
     AssistantMessage,
     ChatRequest,
     Message,
+    ModelRole,
+    SamplingOptions,
     SamplingParams,
     ToolCall,
     ToolCallFunction,
@@ -63,12 +65,18 @@ from .messages import (
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 from .prompts import PromptTemplate, load_prompt
+from .redaction import LOG_FILTER
 from .results import AggregationRecord, CallRecord, Candidate, ErrorInfo, FusionResult
+from .spec import FusionOptions, FusionSpec
+from .timeouts import TimeoutLike
 from .usage import Usage, UsageByRole
 
 __version__ = "0.1.0"
 
 logging.getLogger("polyfuse").addHandler(logging.NullHandler())
+# Credentials (Bearer tokens, api_key=... pairs) are scrubbed from polyfuse's log records;
+# `polyfuse serve` also registers its keys (see polyfuse.redaction).
+logging.getLogger("polyfuse").addFilter(LOG_FILTER)
 
 __all__ = [
     "APIConnectionError",
@@ -102,12 +110,15 @@ __all__ = [
     "Fusion",
     "FusionDone",
     "FusionEvent",
+    "FusionOptions",
     "FusionResult",
+    "FusionSpec",
     "InvalidRequestError",
     "LLMJudge",
     "MajorityVote",
     "Message",
     "MixtureOfAgents",
+    "ModelRole",
     "NoCandidatesError",
     "NotFoundError",
     "OpenAIEndpoint",
@@ -119,11 +130,13 @@ __all__ = [
     "QuorumPolicy",
     "RateLimitError",
     "RewardModelScorer",
+    "SamplingOptions",
     "SamplingParams",
     "ScoreResult",
     "Scorer",
     "ServerError",
     "StreamDelta",
+    "TimeoutLike",
     "ToolCall",
     "ToolCallFunction",
     "UniversalSelfConsistency",

@@ -14,6 +14,7 @@ from .events import CandidateFailed, CandidateFinished, CandidateStarted, Fusion
 from .messages import ChatRequest, SamplingParams
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
+from .redaction import LOG_REDACTOR
 from .results import Candidate, ErrorInfo
 from .usage import Usage
 
@@ -186,7 +187,16 @@ class _Sampler:
             and isinstance(exc, APIStatusError)
             and exc.status_code in _N_REFUSAL_STATUSES
         ):
-            logger.info("%s refused n=%d (%s); fanning out", backend.name, len(job.indices), exc)
+            # Status only: the upstream's own text may quote our key (it goes to debug, redacted).
+            logger.info(
+                "%s refused n=%d (HTTP %d); fanning out",
+                backend.name,
+                len(job.indices),
+                exc.status_code,
+            )
+            logger.debug(
+                "%s refused n=%d: %s", backend.name, len(job.indices), LOG_REDACTOR(str(exc))
+            )
             backend.supports_n = False
             self._respawn(job, job.indices)
             return
@@ -258,4 +268,4 @@ async def sample_pool(
     on_event: Callable[[FusionEvent], None] | None = None,
 ) -> list[Candidate]:
     """Sample every candidate of ``pool`` for ``request`` (see :meth:`Pool.sample`)."""
-    return await _Sampler(pool, request, policy, on_event).run()
+    return await _Sampler(pool, request.for_role("candidate"), policy, on_event).run()

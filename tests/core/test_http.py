@@ -79,7 +79,7 @@ async def channels() -> AsyncIterator[Callable[..., LeanChannel]]:
         await channel.aclose()
 
 
-async def post(channel: LeanChannel, body: bytes = b"{}") -> tuple[int, bytes]:
+async def post(channel: LeanChannel, body: bytes = b"{}") -> tuple[int, bytes | bytearray]:
     reply = await channel.send(body)
     return reply.status, await reply.read()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from typing import Any
 
@@ -121,7 +121,7 @@ class ThreadServer:
 
 
 @contextmanager
-def thread_server(handler: Handler) -> Iterator[ThreadServer]:
+def thread_server(handler: Handler) -> Generator[ThreadServer, None, None]:
     server = ThreadServer(handler)
     server.start()
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _uvicorn(app: Any, http: str, *, keep_alive_s: float = 5.0) -> Iterator[str]:
+def _uvicorn(app: Any, http: str, *, keep_alive_s: float = 5.0) -> Generator[str, None, None]:
     import uvicorn
 
     config = uvicorn.Config(
@@ -64,7 +64,7 @@ def _uvicorn(app: Any, http: str, *, keep_alive_s: float = 5.0) -> Iterator[str]
 
 
 @contextmanager
-def _hypercorn(app: Any, *, keep_alive_s: float = 5.0) -> Iterator[str]:
+def _hypercorn(app: Any, *, keep_alive_s: float = 5.0) -> Generator[str, None, None]:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
@@ -99,7 +99,7 @@ def _hypercorn(app: Any, *, keep_alive_s: float = 5.0) -> Iterator[str]:
 
 
 @contextmanager
-def _server(kind: str, app: Any, *, keep_alive_s: float = 5.0) -> Iterator[str]:
+def _server(kind: str, app: Any, *, keep_alive_s: float = 5.0) -> Generator[str, None, None]:
     if kind == "hypercorn":
         with _hypercorn(app, keep_alive_s=keep_alive_s) as url:
             yield url

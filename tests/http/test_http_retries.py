@@ -86,7 +86,7 @@ async def test_retries_are_recorded_on_the_result() -> None:
         assert server.posts == 3
         server.posts = 0  # an aggregator's call records its retries too
         record = await call_model(
-            endpoint, [{"role": "user", "content": "x"}], SamplingParams(), role="fusor"
+            endpoint, [{"role": "user", "content": "x"}], SamplingParams(), role="aggregator"
         )
         await endpoint.aclose()
     assert record.error is None and record.content == "finally" and record.retries == 2

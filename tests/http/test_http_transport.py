@@ -87,7 +87,7 @@ def test_timeout_has_httpx_meaning() -> None:
     default = OpenAIEndpoint("http://h/v1", "m")._timeouts
     assert (default.connect, default.read) == (10.0, 300.0)
     with pytest.raises(InvalidRequestError, match="timeout"):
-        OpenAIEndpoint("http://h/v1", "m", timeout="soon")
+        OpenAIEndpoint("http://h/v1", "m", timeout="soon")  # pyright: ignore[reportArgumentType]
     with pytest.raises(InvalidRequestError, match="transport"):
         OpenAIEndpoint("http://h/v1", "m", verify=False, transport=HTTPTransport())
 

@@ -8,7 +8,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 
 from polyfuse import ProtocolError
-from polyfuse._sync import run_sync
+from polyfuse.sync import run_sync
 from polyfuse.transport import HTTPTransport, JSONCaller, RetryPolicy, Timeouts, Transport
 
 __all__ = ["OpenAICompatibleEmbedding"]
@@ -67,7 +67,11 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
         transport: Transport | None = None,
         **kwargs: Any,
     ) -> None:
-        data = {"base_url": base_url.strip().rstrip("/"), "model_name": model_name, **kwargs}
+        data: dict[str, Any] = {
+            "base_url": base_url.strip().rstrip("/"),
+            "model_name": model_name,
+            **kwargs,
+        }
         super().__init__(**data)
         self._transport = transport
 
@@ -145,7 +149,7 @@ def _parse(data: Any, expected: int, label: str) -> list[Embedding]:
         raise ProtocolError(
             f"asked for {expected} embeddings, got {got} 'data' items", endpoint=label
         )
-    ordered = sorted(items, key=lambda item: item.get("index", 0) if isinstance(item, dict) else 0)
+    ordered = sorted(items, key=_index_of)
     vectors: list[Embedding] = []
     for item in ordered:
         vector = item.get("embedding") if isinstance(item, dict) else None
@@ -161,3 +165,8 @@ def _parse(data: Any, expected: int, label: str) -> list[Embedding]:
             raise ProtocolError("an embedding holds non-numbers", endpoint=label)
         vectors.append([float(x) for x in vector])
     return vectors
+
+
+def _index_of(item: Any) -> int:
+    """An embedding item's position (``index``), 0 when the server leaves it out."""
+    return item.get("index", 0) if isinstance(item, dict) else 0
