@@ -148,6 +148,7 @@ class _Sampler:
             ttft_s=completion.ttft_s,
             seed=seed,
             error=None,
+            retries=completion.retries,
         )
         self.candidates[index] = candidate
         self.successes += 1
@@ -179,6 +180,7 @@ class _Sampler:
             ttft_s=None,
             seed=seed,
             error=error,
+            retries=error.retries,
         )
         self.candidates[index] = candidate
         if self.emit is not None:
