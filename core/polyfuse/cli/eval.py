@@ -214,7 +214,7 @@ def eval_command(
         out.print(f"  judge replies: {judge_stats.replies}, unparseable: {judge_stats.unparseable}")
     for task in result.analysis.tasks:
         out.print(f"  {escape(task.recommendation)}", soft_wrap=True, highlight=False)
-    out.print(f"  report: {escape(str(result.report_html))}", highlight=False)
+    out.print(f"  report: {escape(str(result.report_html))}", highlight=False, soft_wrap=True)
     out.print(
         f"  routing log: {result.routing_records} records → {escape(str(result.routing_log))}"
         + (
@@ -223,6 +223,7 @@ def eval_command(
             else ""
         ),
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -292,7 +292,8 @@ def _task_result(
     names: Mapping[tuple[str, int], str],
     baseline: str,
 ) -> TaskResult:
-    shown = [s for s in strategies if not (metric.startswith("win rate vs ") and s == baseline)]
+    # Head to head, the baseline is the yardstick (0.5 by definition), not a contender.
+    shown = [s for s in strategies if not (metric == f"win rate vs {baseline}" and s == baseline)]
     per: dict[str, list[float | None]] = {s: [] for s in shown}
     failed = dict.fromkeys(shown, 0)
     unscored = dict.fromkeys(shown, 0)
