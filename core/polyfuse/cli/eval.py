@@ -123,6 +123,9 @@ def eval_command(
     code_memory_mb: Annotated[
         int, typer.Option(min=16, help="Code grader: memory limit in MiB.")
     ] = 1024,
+    engine: Annotated[str, typer.Option(help="asyncio | ray")] = "asyncio",
+    ray_actors: Annotated[int, typer.Option(min=1, help="Ray engine: actors.")] = 2,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
     title: Annotated[str | None, typer.Option(help="Report title.")] = None,
     fsync: Annotated[bool, typer.Option(help="fsync every batch of lines.")] = True,
@@ -140,6 +143,7 @@ def eval_command(
     for flag, value, allowed in (
         ("judge-mode", judge_mode, _JUDGE_MODES),
         ("pools-format", pools_format, _POOLS_FORMATS),
+        ("engine", engine, ("asyncio", "ray")),
     ):
         if value not in allowed:
             raise typer.BadParameter(f"--{flag} must be one of {', '.join(allowed)}")
@@ -176,6 +180,9 @@ def eval_command(
                 prompt_field=prompt_field,
                 limit=limit,
                 retry_errors=retry_errors,
+                engine=engine,  # type: ignore[arg-type]
+                ray_actors=ray_actors,
+                ray_address=ray_address,
                 progress=RichProgress(console, description="eval") if progress else None,
                 on_judgment=bar.tick if bar is not None else None,
                 judge_candidates=judge_candidates,

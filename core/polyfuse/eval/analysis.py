@@ -28,13 +28,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StrategyCost:
-    """Mean spend per prompt of one strategy (the candidate pool included)."""
+    """Mean spend per prompt of one strategy (the candidate pool included).
+
+    ``tokens_known`` is false when no call reported usage (e.g. pools recorded without it);
+    ``latency_s`` is ``None`` when no latency was recorded.
+    """
 
     tokens: float
     calls: float
-    latency_s: float
+    latency_s: float | None
     cost_usd: float | None
     cost_complete: bool
+    tokens_known: bool = True
 
 
 @dataclass
@@ -54,7 +59,13 @@ class TaskResult:
     unscored: dict[str, int]
     models: dict[str, Estimate]
     languages: dict[str, dict[str, Estimate]]
+    cost_unit: str = "tokens"
     recommendation: str = ""
+
+    def spend(self, strategy: str) -> float:
+        """Mean tokens per prompt, or calls when no token counts were recorded."""
+        cost = self.costs[strategy]
+        return cost.tokens if self.cost_unit == "tokens" else cost.calls
 
     def comparison(self, a: str, b: str) -> Comparison | None:
         """``a`` minus ``b`` (flipped from the stored pair when needed)."""
@@ -196,12 +207,16 @@ def _cost(entries: Sequence[Mapping[str, Any]]) -> StrategyCost:
         if any(c is None for c in priced) or not priced
         else sum(float(c or 0) for c in priced) / n
     )
+    calls = sum(int(e.get("calls", 0)) for e in entries)
+    unreported = sum(int(e.get("calls_without_usage", 0)) for e in entries)
+    latencies = [float(e["latency_s"]) for e in entries if e.get("latency_s") is not None]
     return StrategyCost(
         tokens=tokens / n,
-        calls=sum(int(e.get("calls", 0)) for e in entries) / n,
-        latency_s=sum(float(e.get("latency_s") or 0.0) for e in entries) / n,
+        calls=calls / n,
+        latency_s=sum(latencies) / len(latencies) if latencies else None,
         cost_usd=cost,
         cost_complete=all(bool(e.get("cost_complete", True)) for e in entries),
+        tokens_known=unreported < calls,
     )
 
 
@@ -210,11 +225,8 @@ def _pct(x: float) -> str:
 
 
 def _spend(result: TaskResult) -> tuple[dict[str, float], str]:
-    """Each strategy's mean tokens per prompt, or its calls when the pool recorded no tokens."""
-    tokens = {s: result.costs[s].tokens for s in result.strategies}
-    if all(v > 0 for v in tokens.values()):
-        return tokens, "tokens"
-    return {s: result.costs[s].calls for s in result.strategies}, "calls"
+    """Each strategy's mean tokens per prompt (or calls, when tokens were not recorded)."""
+    return {s: result.spend(s) for s in result.strategies}, result.cost_unit
 
 
 def _ci_text(c: Comparison) -> str:
@@ -250,7 +262,8 @@ def _recommend(result: TaskResult) -> str:
         c = result.comparison(best, second)
         if c is not None and c.significant:
             parts.append(
-                f"{best} vs {second}: {_pct(c.diff.mean)} pts ({_ci_text(c)}, p={c.p_value:.3f})"
+                f"{best} vs {second}: {_pct(c.diff.mean)} pts ({_ci_text(c)}, "
+                f"p{'<0.001' if c.p_value < 0.001 else f'={c.p_value:.3f}'})"
             )
         elif c is not None:
             parts.append(
@@ -310,7 +323,12 @@ def _task_result(
             per[s].append(value)
     estimates, comparisons = bootstrap(per, resamples=resamples)
     costs = {s: _cost([(r.get("strategies") or {}).get(s) or {} for r in records]) for s in shown}
-    points = {s: (estimates[s].mean, costs[s].tokens) for s in shown if estimates[s].n}
+    unit = "tokens" if all(costs[s].tokens_known for s in shown) else "calls"
+    points = {
+        s: (estimates[s].mean, costs[s].tokens if unit == "tokens" else costs[s].calls)
+        for s in shown
+        if estimates[s].n
+    }
     usd = {
         s: (estimates[s].mean, costs[s].cost_usd)
         for s in shown
@@ -359,6 +377,7 @@ def _task_result(
         unscored=unscored,
         models=models,
         languages=languages,
+        cost_unit=unit,
     )
     result.recommendation = _recommend(result)
     return result

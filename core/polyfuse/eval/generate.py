@@ -18,8 +18,18 @@ from ..distill.sink import RecordSink
 from ..distill.store import JsonlAppender, check_writable, scan_jsonl
 from .errors import EvalConfigError, EvalDataError
 from .processor import EvalProcessor
+from .setup import EvalPlan
 
-__all__ = ["GenerationRun", "generate"]
+__all__ = ["GenerationRun", "RayOptions", "generate"]
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Run generation on Ray Data actors (``pip install "polyfuse[ray]"``) with this plan."""
+
+    plan: EvalPlan
+    actors: int = 2
+    address: str | None = None
 
 
 @dataclass
@@ -41,8 +51,13 @@ async def generate(
     limit: int | None = None,
     retry_errors: bool = False,
     fsync: bool = True,
+    ray: RayOptions | None = None,
 ) -> GenerationRun:
-    """Make the generation records still missing from ``generations`` (resuming)."""
+    """Make the generation records still missing from ``generations`` (resuming).
+
+    ``processor`` runs the rows in this process (asyncio engine) unless ``ray`` is given: then
+    distill's Ray engine runs :class:`~polyfuse.eval.ray_actor.EvalActor` s built from its plan.
+    """
     errors = generations.with_name(generations.name.replace(".jsonl", "") + ".errors.jsonl")
     check_writable(generations, what="generations file", not_same_as=[source.path])
     summary = DistillSummary(output=generations, errors=errors)
@@ -90,7 +105,24 @@ async def generate(
                 sink.start()
                 summary.stats.started_at = time.perf_counter()
                 try:
-                    await run_local(rows, processor, admission, sink)
+                    if ray is None:
+                        await run_local(rows, processor, admission, sink)
+                    else:
+                        from ..distill.ray_engine import run_ray
+                        from .ray_actor import EvalActor
+
+                        await run_ray(
+                            list(rows),
+                            None,
+                            sink,
+                            admission=admission,
+                            prices=None,
+                            source=str(source.path),
+                            actors=ray.actors,
+                            address=ray.address,
+                            actor=EvalActor,
+                            actor_kwargs={"plan": ray.plan},
+                        )
                 finally:
                     await sink.close()
         finally:

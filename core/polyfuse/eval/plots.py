@@ -48,11 +48,11 @@ def quality_plot(title: str, estimates: Mapping[str, Estimate], metric: str) -> 
     lows = [100 * (estimates[n].mean - estimates[n].low) for n in names]
     highs = [100 * (estimates[n].high - estimates[n].mean) for n in names]
     ax.barh(names, means, xerr=[lows, highs], color="#4c78a8", ecolor="#222", capsize=4)
-    for y, mean in enumerate(means):
-        ax.text(mean, y, f" {mean:.1f}", va="center", ha="left", fontsize=8)
+    for y, (mean, high) in enumerate(zip(means, highs, strict=True)):
+        ax.text(mean + high + 1, y, f"{mean:.1f}", va="center", ha="left", fontsize=8)
     ax.set_xlabel(f"{metric} (%), 95% CI")
     ax.set_title(title)
-    ax.set_xlim(0, 105)
+    ax.set_xlim(0, 112)
     return _svg(fig)
 
 
@@ -71,7 +71,7 @@ def quality_vs_cost_plot(
         estimate = result.estimates[name]
         if not estimate.n:
             continue
-        cost = costs[name].cost_usd if dollars else costs[name].tokens
+        cost = costs[name].cost_usd if dollars else result.spend(name)
         if cost is None:
             continue
         y = 100 * estimate.mean
@@ -86,14 +86,15 @@ def quality_vs_cost_plot(
         ax.annotate(name, (cost, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     line = [
         (
-            (costs[n].cost_usd or 0.0) if dollars else costs[n].tokens,
+            (costs[n].cost_usd or 0.0) if dollars else result.spend(n),
             100 * result.estimates[n].mean,
         )
         for n in frontier
     ]
     if len(line) > 1:
         ax.plot([x for x, _ in line], [y for _, y in line], "--", color="#e45756", lw=1)
-    ax.set_xlabel("mean $ per prompt" if dollars else "mean tokens per prompt (pool included)")
+    unit = "$" if dollars else result.cost_unit
+    ax.set_xlabel(f"mean {unit} per prompt (pool included)")
     ax.set_ylabel(f"{result.metric} (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)

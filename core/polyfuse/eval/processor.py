@@ -195,7 +195,7 @@ class EvalProcessor:
         """Run one strategy over the pool; its answer plus what it spent (pool included)."""
         if name == "single":
             first = usable[0]
-            return self._entry(first.content, first.index, [first], [], first.latency_s or 0.0)
+            return self._entry(first.content, first.index, [first], [], first.latency_s)
         started = time.perf_counter()
         calls: list[CallRecord] = []
         try:
@@ -222,7 +222,10 @@ class EvalProcessor:
             entry["error"] = ErrorInfo.from_exception(exc).message
             return entry
         calls.extend(aggregate.record.calls)
-        latency = self._pool_latency(usable) + (time.perf_counter() - started)
+        pool_latency = self._pool_latency(usable)
+        spent = time.perf_counter() - started
+        # A vote over recorded answers takes no time worth reporting: unknown stays unknown.
+        latency = None if pool_latency is None and name == "vote" else (pool_latency or 0.0) + spent
         entry = self._entry(
             aggregate.message.content, aggregate.record.selected, usable, calls, latency
         )
@@ -231,8 +234,10 @@ class EvalProcessor:
         return entry
 
     @staticmethod
-    def _pool_latency(usable: Sequence[Candidate]) -> float:
-        return max((c.latency_s or 0.0) for c in usable)
+    def _pool_latency(usable: Sequence[Candidate]) -> float | None:
+        """The pool's wall time (its slowest candidate); ``None`` when none was recorded."""
+        known = [c.latency_s for c in usable if c.latency_s is not None]
+        return max(known) if known else None
 
     def _entry(
         self,
@@ -240,7 +245,7 @@ class EvalProcessor:
         selected: int | None,
         used: Sequence[Candidate],
         calls: Sequence[CallRecord],
-        latency_s: float,
+        latency_s: float | None,
     ) -> dict[str, Any]:
         pool_usage = Usage.sum(c.usage for c in used)
         agg_usage = Usage.sum(_call_usage(c) for c in calls)
@@ -255,7 +260,7 @@ class EvalProcessor:
             "completion_tokens": total.completion_tokens,
             "calls": total.calls,
             "calls_without_usage": total.calls_without_usage,
-            "latency_s": round(latency_s, 4),
+            "latency_s": None if latency_s is None else round(latency_s, 4),
             "cost_usd": cost.usd,
             "cost_complete": cost.complete,
             "aggregation_tokens": agg_usage.total_tokens,

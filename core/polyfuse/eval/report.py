@@ -15,7 +15,7 @@ from .plots import quality_plot, quality_vs_cost_plot, svg_data_uri
 from .stats import Estimate
 from .sweep import PanelResult
 
-__all__ = ["ReportContext", "render_html", "render_markdown"]
+__all__ = ["ReportContext", "format_p", "render_html", "render_markdown"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -63,6 +63,11 @@ def _usd(value: float | None) -> str:
     return "–" if value is None else f"${value:.6f}"
 
 
+def format_p(p: float) -> str:
+    """A bootstrap p-value for display (``<0.001`` below the resampling's resolution)."""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _strategy_rows(result: TaskResult) -> list[list[str]]:
     on_frontier = {p.strategy for p in result.frontier if p.on_frontier}
     rows: list[list[str]] = []
@@ -76,9 +81,9 @@ def _strategy_rows(result: TaskResult) -> list[list[str]]:
                 str(est.n),
                 str(result.failed[name]),
                 str(result.unscored[name]),
-                f"{cost.tokens:,.0f}",
+                f"{cost.tokens:,.0f}" if cost.tokens_known else "–",
                 f"{cost.calls:.1f}",
-                f"{cost.latency_s:.2f}",
+                "–" if cost.latency_s is None else f"{cost.latency_s:.2f}",
                 _usd(cost.cost_usd),
             ]
         )
@@ -101,13 +106,16 @@ _STRATEGY_HEAD = [
 
 def _comparison_rows(result: TaskResult) -> list[list[str]]:
     rows: list[list[str]] = []
-    for c in result.comparisons:
+    for stored in result.comparisons:
+        # The better strategy first, so that differences read as gains.
+        better_first = result.estimates[stored.a].mean >= result.estimates[stored.b].mean
+        c = stored if better_first else result.comparison(stored.b, stored.a) or stored
         rows.append(
             [
                 f"{c.a} − {c.b}",
                 f"{100 * c.diff.mean:+.1f}",
                 f"{100 * c.diff.low:.1f} – {100 * c.diff.high:.1f}",
-                f"{c.p_value:.3f}",
+                format_p(c.p_value),
                 "yes" if c.significant else "no",
                 str(c.diff.n),
             ]
@@ -194,7 +202,9 @@ def _plots(result: TaskResult) -> list[str]:
     frontier = [p.strategy for p in result.frontier if p.on_frontier]
     images = [
         quality_plot(f"{result.task}: {result.metric}", result.estimates, result.metric),
-        quality_vs_cost_plot(f"{result.task}: quality vs tokens", result, result.costs, frontier),
+        quality_vs_cost_plot(
+            f"{result.task}: quality vs {result.cost_unit}", result, result.costs, frontier
+        ),
     ]
     if result.frontier_usd is not None:
         usd_frontier = [p.strategy for p in result.frontier_usd if p.on_frontier]
@@ -236,7 +246,7 @@ def render_html(analysis: EvalAnalysis, context: ReportContext) -> str:
         parts.append(f"<h2>{_e(result.task)} — {_e(result.metric)} ({result.prompts} prompts)</h2>")
         parts.append(
             "<p>Quality in %, paired bootstrap 95% CIs over prompts; cost per prompt includes "
-            "the candidate pool. ★ = on the quality-per-token frontier.</p>"
+            f"the candidate pool. ★ = on the quality-per-{result.cost_unit[:-1]} frontier.</p>"
         )
         parts.append(_html_table(_STRATEGY_HEAD, _strategy_rows(result)))
         for svg in _plots(result):

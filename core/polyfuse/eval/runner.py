@@ -32,28 +32,26 @@ from ..distill.inputs import InputSpec
 from ..distill.panel import Admission, Panel
 from ..distill.pricing import PriceTable
 from ..distill.progress import ProgressListener
-from ..distill.spec import METHOD_OF, DistillSpec
-from ..messages import SamplingParams
-from ..policy import QuorumPolicy
+from ..distill.spec import DistillSpec
 from ..presets import PresetsConfig, load_config
 from .analysis import EvalAnalysis, analyse, read_generations
 from .datasets import load_dataset, write_eval_file
 from .errors import EvalConfigError, EvalDataError
-from .generate import GenerationRun, generate
+from .generate import GenerationRun, RayOptions, generate
 from .judges import PairwiseJudge, RubricJudge
 from .judging import JudgeMode, JudgingPlan, judge_records, read_judgments
 from .pools import PoolEntry, read_pools, read_zeroeval, select_panel, write_pools
-from .processor import EVAL_STRATEGIES, EvalProcessor, EvalSetup
+from .processor import EVAL_STRATEGIES, EvalProcessor
 from .report import ReportContext, render_html, render_markdown
 from .routing_log import write_eval_routing_log
 from .rows import ROW_FIELDS
 from .sandbox import SandboxLimits
+from .setup import MODEL_FREE, EvalPlan, build_setup
 from .sweep import PanelResult, grade_pool, panel_sweep
 
 __all__ = ["EvalResult", "aevaluate", "evaluate", "parse_strategies"]
 
 PoolsFormat = Literal["auto", "polyfuse", "zeroeval"]
-_MODEL_FREE = ("single", "vote")
 _REPLAY_ADMISSION = Admission(sampling_slots=64, max_in_flight=256)
 
 
@@ -202,6 +200,9 @@ async def aevaluate(
     prompt_field: str | None = None,
     limit: int | None = None,
     retry_errors: bool = False,
+    engine: Literal["asyncio", "ray"] = "asyncio",
+    ray_actors: int = 2,
+    ray_address: str | None = None,
     progress: ProgressListener | None = None,
     on_judgment: Callable[[], None] | None = None,
     judge_candidates: bool = True,
@@ -234,6 +235,8 @@ async def aevaluate(
         prices: per-model prices for cost.
         params: sampling parameters over the preset's.
         limit / retry_errors: process at most ``limit`` new prompts / retry failed ones.
+        engine / ray_actors / ray_address: generate in this process (``asyncio``) or on Ray
+            Data actors (``ray``, ``pip install "polyfuse[ray]"``), as ``polyfuse distill`` does.
         progress / on_judgment: told as prompts finish / as judgments are written.
         judge_candidates: rubric-score candidates of judged rows (routing-log scores).
         code_limits: sandbox limits for code graders.
@@ -274,7 +277,7 @@ async def aevaluate(
         input_spec = InputSpec(source, prompt_field=prompt_field, extra_fields=ROW_FIELDS)
 
     presets = _config(config)
-    model_strategies = [s for s in chosen if s not in _MODEL_FREE]
+    model_strategies = [s for s in chosen if s not in MODEL_FREE]
     if presets is None and (not replay or model_strategies):
         raise EvalConfigError(
             "a live eval and the strategies "
@@ -303,24 +306,18 @@ async def aevaluate(
             "panel": list(panel or []),
         }
     )
+    plan = EvalPlan(
+        strategies=chosen,
+        fingerprint=fingerprint,
+        spec=spec,
+        replay=replay,
+        grader=grader,
+        prices=prices,
+    )
+    if engine not in ("asyncio", "ray"):
+        raise EvalConfigError(f"engine must be 'asyncio' or 'ray' (got {engine!r})")
     try:
-        if spec is not None:
-            live_panel = await asyncio.to_thread(Panel.build, spec)
-        setup = EvalSetup(
-            strategies=chosen,
-            aggregators={s: live_panel.aggregators[METHOD_OF[s]] for s in model_strategies}
-            if live_panel is not None
-            else {},
-            fingerprint=fingerprint,
-            pool=None if replay or live_panel is None else live_panel.pool,
-            context_pool=live_panel.pool if live_panel is not None else None,
-            policy=live_panel.policy if live_panel is not None else QuorumPolicy(),
-            params=SamplingParams.model_validate(spec.sampling_params())
-            if spec is not None
-            else SamplingParams(),
-            prices=prices or PriceTable({}),
-            grader=grader,
-        )
+        setup, live_panel = await asyncio.to_thread(build_setup, plan)
         admission = (
             live_panel.admission() if live_panel is not None and not replay else _REPLAY_ADMISSION
         )
@@ -333,6 +330,7 @@ async def aevaluate(
             limit=limit,
             retry_errors=retry_errors,
             fsync=fsync,
+            ray=RayOptions(plan, ray_actors, ray_address) if engine == "ray" else None,
         )
         records = await asyncio.to_thread(read_generations, out / "generations.jsonl")
         judge_backend = (

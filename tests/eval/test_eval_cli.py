@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 from eval_helpers import make_responder, presets_file, read_jsonl, sum_rows, write_jsonl
-from test_replay import zeroeval_file
+from test_eval_replay import zeroeval_file
 from typer.testing import CliRunner
 
 from polyfuse.cli.eval import register
