@@ -22,6 +22,7 @@ __all__ = [
     "StrategyCost",
     "TaskResult",
     "analyse",
+    "points",
     "read_generations",
 ]
 
@@ -229,8 +230,13 @@ def _spend(result: TaskResult) -> tuple[dict[str, float], str]:
     return {s: result.spend(s) for s in result.strategies}, result.cost_unit
 
 
+def points(x: float) -> str:
+    """A share as percentage points with one decimal (never ``-0.0``)."""
+    return f"{(round(100 * x, 1) or 0.0):.1f}"
+
+
 def _ci_text(c: Comparison) -> str:
-    return f"95% CI {100 * c.diff.low:.1f} to {100 * c.diff.high:.1f}"
+    return f"95% CI {points(c.diff.low)} to {points(c.diff.high)}"
 
 
 def _recommend(result: TaskResult) -> str:
@@ -241,7 +247,10 @@ def _recommend(result: TaskResult) -> str:
         key=lambda s: -result.estimates[s].mean,
     )
     if not ranked:
-        return f"{result.task}: no scored prompts; nothing to recommend"
+        return (
+            f"{result.task} ({result.metric}): no prompt got a verdict (see the judge's "
+            "unparseable replies); nothing to recommend"
+        )
     best = ranked[0]
     spend, unit = _spend(result)
     parts: list[str] = []
@@ -311,13 +320,17 @@ def _task_result(
     failed = dict.fromkeys(shown, 0)
     unscored = dict.fromkeys(shown, 0)
     for r in records:
+        ih = str(r["input_hash"])
+        values = {s: scores.score(ih, s, metric) for s in shown}
+        # A strategy that gave no answer loses — on prompts the judge could score at all.
+        judged = any(v is not None for v in values.values())
         for s in shown:
             entry = (r.get("strategies") or {}).get(s) or {}
-            value = scores.score(str(r["input_hash"]), s, metric)
+            value = values[s]
             if entry.get("answer") is None:
                 failed[s] += 1
-                if metric != "accuracy":
-                    value = 0.0  # a strategy that gave no answer loses
+                if metric != "accuracy" and judged:
+                    value = 0.0
             if value is None:
                 unscored[s] += 1
             per[s].append(value)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .analysis import EvalAnalysis, TaskResult
+from .analysis import EvalAnalysis, TaskResult, points
 from .plots import quality_plot, quality_vs_cost_plot, svg_data_uri
 from .stats import Estimate
 from .sweep import PanelResult
@@ -50,13 +50,13 @@ def _e(value: object) -> str:
 def _pct(estimate: Estimate) -> str:
     if not estimate.n or math.isnan(estimate.mean):
         return "–"
-    return f"{100 * estimate.mean:.1f}"
+    return points(estimate.mean)
 
 
 def _ci(estimate: Estimate) -> str:
     if not estimate.n or math.isnan(estimate.low):
         return "–"
-    return f"{100 * estimate.low:.1f} – {100 * estimate.high:.1f}"
+    return f"{points(estimate.low)} – {points(estimate.high)}"
 
 
 def _usd(value: float | None) -> str:
@@ -114,7 +114,7 @@ def _comparison_rows(result: TaskResult) -> list[list[str]]:
             [
                 f"{c.a} − {c.b}",
                 f"{100 * c.diff.mean:+.1f}",
-                f"{100 * c.diff.low:.1f} – {100 * c.diff.high:.1f}",
+                f"{points(c.diff.low)} – {points(c.diff.high)}",
                 format_p(c.p_value),
                 "yes" if c.significant else "no",
                 str(c.diff.n),
