@@ -105,3 +105,21 @@ def test_a_wrong_layout_or_name_is_a_clear_error(tmp_path: Path) -> None:
     broken.write_text(json.dumps({"question": "q", "answer": "#### 1"}) + "\n{oops\n")
     with pytest.raises(EvalDataError, match="broken.jsonl:2: not valid JSON"):
         load_dataset("gsm8k", broken)
+
+
+def test_csv_and_parquet_eval_files(tmp_path: Path) -> None:
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_text(
+        'id,prompt,gold,task,language\nc1,"What is 1+1?",2,sums,en\nc2,,3,sums,en\n',
+        encoding="utf-8",
+    )
+    rows = list(read_eval_rows(csv_file))
+    assert isinstance(rows[0], EvalRow) and (rows[0].gold, rows[0].language) == ("2", "en")
+    assert not isinstance(rows[1], EvalRow) and "empty" in str(rows[1])
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({"prompt": ["Q1?", "Q2?"], "reference": ["R1", "R2"], "task": ["t", "t"]})
+    pq.write_table(table, tmp_path / "rows.parquet")
+    parquet_rows = list(read_eval_rows(tmp_path / "rows.parquet"))
+    assert [r.reference for r in parquet_rows if isinstance(r, EvalRow)] == ["R1", "R2"]

@@ -25,24 +25,26 @@ from polyfuse.eval import (
 from polyfuse.testing import FakeOpenAIServer
 
 MODELS = ("m-strong", "m-good", "m-fair", "m-weak", "m-bad")
-# How often each model is right: on prompt i, model k is right unless (i * (k + 1)) % 10 < k * 2.
+EXTRA = tuple(f"m-extra{j}" for j in range(5))
 PROMPTS = 40
 
 
 def _right(i: int, k: int) -> bool:
-    return (i * (k + 1) + k) % 10 >= k * 2
+    """Model k is right on prompt i for a fixed, model-dependent share of prompts."""
+    return (i * (k + 1) + k) % 10 >= (k % 5) * 2
 
 
 def _answer(i: int, k: int) -> str:
     gold = 3 * i + 1
-    value = gold if _right(i, k) else gold + 1 + (k % 2)  # wrong answers split between two values
+    # Wrong answers split between two values (more often the same one for the extra models).
+    value = gold if _right(i, k) else gold + 1 + (k % 2 if k < 5 else i % 2)
     return json.dumps({"reasoning": f"{i} times 3 plus 1", "answer": f"{value}"})
 
 
-def zeroeval_file(path: Path) -> Path:
+def zeroeval_file(path: Path, models: tuple[str, ...] = MODELS) -> Path:
     """ZeroEval's layout: one gzipped line per (question, model)."""
     with gzip.open(path, "wt", encoding="utf-8") as handle:
-        for k, model in enumerate(MODELS):
+        for k, model in enumerate(models):
             for i in range(PROMPTS):
                 line = {
                     "id": f"gsm-{i}",
@@ -101,6 +103,28 @@ async def test_replay_recounts_each_model_and_votes_over_a_fixed_panel(tmp_path:
     routed = read_jsonl(tmp_path / "out" / "routing.jsonl")
     assert len(routed) == PROMPTS * 3
     assert sum(r["score"] for r in routed if r["model"] == "m-weak") == recount["m-weak"] * PROMPTS
+
+
+async def test_vote_over_a_fixed_8_model_panel_of_10(tmp_path: Path) -> None:
+    models = MODELS + EXTRA
+    source = zeroeval_file(tmp_path / "gsm.jsonl.gz", models)
+    panel = [models[k] for k in (3, 0, 9, 6, 1, 8, 4, 2)]
+    result = await aevaluate(
+        source, tmp_path / "out", replay=True, strategies="single,vote", panel=panel, fsync=False
+    )
+    task = result.analysis.tasks[0]
+    assert set(task.models) == set(panel)
+    for model in panel:
+        k = models.index(model)
+        assert task.models[model].mean == sum(_right(i, k) for i in range(PROMPTS)) / PROMPTS
+    vote = task.estimates["vote"]
+    assert vote.mean == _expected_vote([models.index(m) for m in panel])
+    assert vote.low <= vote.mean <= vote.high and vote.n == PROMPTS
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    row = f" | {100 * vote.mean:.1f} | {100 * vote.low:.1f} – {100 * vote.high:.1f} | 40 |"
+    assert f"| vote{row}" in md or f"| vote ★{row}" in md
+    assert vote.mean > task.estimates["single"].mean
+    assert task.costs["vote"].calls == 8 and task.cost_unit == "calls"
 
 
 async def test_sweep_over_every_panel_size_strongest_first(tmp_path: Path) -> None:
