@@ -288,8 +288,9 @@ async def judge_records(
     on_line: Callable[[], None] | None = None,
 ) -> int:
     """Grade and judge ``records`` into ``path`` (resuming); return the judgment lines written."""
-    scan = await asyncio.to_thread(scan_jsonl, path, repair=True) if path.exists() else None
-    del scan  # the repair (cutting a torn last line) is what is needed here
+    if path.exists():
+        # Cut a torn last line (a crash mid-write) so that new lines start on a line of their own.
+        await asyncio.to_thread(scan_jsonl, path, repair=True)
     done = {str(j.get("key")) for j in read_judgments(path)}
     appender = JsonlAppender(path, fsync=fsync).open()
     try:

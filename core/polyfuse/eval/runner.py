@@ -19,6 +19,7 @@ already generated and judgments already made are skipped.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -107,8 +108,6 @@ def _read_pool_entries(path: Path, fmt: PoolsFormat) -> list[PoolEntry]:
     if fmt == "auto":
         fmt = "polyfuse"
         try:
-            import gzip
-
             opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
             with opener(path, "rt", encoding="utf-8") as handle:
                 first = json.loads(handle.readline() or "{}")
