@@ -15,7 +15,7 @@ from typing import Any
 from .analysis import StrategyCost, TaskResult
 from .stats import Estimate
 
-__all__ = ["quality_plot", "quality_vs_cost_plot", "svg_data_uri"]
+__all__ = ["quality_plot", "quality_vs_cost_plot", "svg_data_uri", "sweep_plot"]
 
 
 def _pyplot() -> Any:
@@ -98,4 +98,40 @@ def quality_vs_cost_plot(
     ax.set_ylabel(f"{result.metric} (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def sweep_plot(
+    title: str,
+    sizes: Sequence[int],
+    vote: Sequence[Estimate],
+    oracle: Sequence[float],
+    best: Sequence[float],
+) -> str:
+    """Majority vote (with CI) by panel size, against the best member and "some member right"."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    means = [100 * e.mean for e in vote]
+    ax.errorbar(
+        list(sizes),
+        means,
+        yerr=[
+            [m - 100 * e.low for m, e in zip(means, vote, strict=True)],
+            [100 * e.high - m for m, e in zip(means, vote, strict=True)],
+        ],
+        fmt="o-",
+        color="#4c78a8",
+        capsize=3,
+        label="majority vote (95% CI)",
+    )
+    ax.plot(list(sizes), [100 * b for b in best], "s--", color="#999", label="best member")
+    ax.plot(
+        list(sizes), [100 * o for o in oracle], "^:", color="#e45756", label="some member right"
+    )
+    ax.set_xlabel("panel size")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xticks(list(sizes))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _svg(fig)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .analysis import EvalAnalysis, TaskResult, points
-from .plots import quality_plot, quality_vs_cost_plot, svg_data_uri
+from .plots import quality_plot, quality_vs_cost_plot, svg_data_uri, sweep_plot
 from .stats import Estimate
 from .sweep import PanelResult
 
@@ -266,7 +266,16 @@ def render_html(analysis: EvalAnalysis, context: ReportContext) -> str:
             )
     if context.sweep:
         parts.append("<h2>Majority vote by panel size</h2>")
-        parts.append(_html_table(_SWEEP_HEAD, _sweep_rows(context.sweep)))
+        sweep = context.sweep
+        svg = sweep_plot(
+            "majority vote by panel size",
+            [r.size for r in sweep],
+            [r.vote for r in sweep],
+            [r.oracle for r in sweep],
+            [r.best_single for r in sweep],
+        )
+        parts.append(f"<img alt='plot' src='{svg_data_uri(svg)}'>")
+        parts.append(_html_table(_SWEEP_HEAD, _sweep_rows(sweep)))
     judge = _judge_lines(analysis)
     if judge:
         parts.append("<h2>Judge</h2><ul>" + "".join(f"<li>{_e(x)}</li>" for x in judge) + "</ul>")
