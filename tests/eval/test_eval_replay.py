@@ -184,3 +184,20 @@ async def test_replay_errors_are_clear(tmp_path: Path) -> None:
     bad.write_text('{"prompt": "no candidates here"}\n', encoding="utf-8")
     with pytest.raises(EvalDataError, match="no 'candidates' list"):
         await aevaluate(bad, tmp_path / "d", replay=True, pools_format="polyfuse")
+
+
+async def test_rows_that_need_a_judge_without_one_are_flagged_not_scored(tmp_path: Path) -> None:
+    pools = tmp_path / "open.jsonl"
+    line = {
+        "id": "o1",
+        "prompt": "Write a haiku.",
+        "reference": "An old silent pond",
+        "candidates": [{"model": "a", "text": "Leaves fall"}, {"model": "b", "text": "Snow"}],
+    }
+    pools.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    result = await aevaluate(pools, tmp_path / "out", replay=True, fsync=False)
+    assert result.notes and "no judge was configured" in result.notes[0]
+    task = result.analysis.tasks[0]
+    assert all(e.n == 0 for e in task.estimates.values())
+    assert "nothing to recommend" in task.recommendation
+    assert result.routing_records == 0 and result.routing_skipped == 2

@@ -219,6 +219,8 @@ def eval_command(
     judge_stats = result.analysis.judge
     if judge_stats.replies:
         out.print(f"  judge replies: {judge_stats.replies}, unparseable: {judge_stats.unparseable}")
+    for note in result.notes:
+        out.print(f"  [yellow]{escape(note)}[/]", soft_wrap=True, highlight=False)
     for task in result.analysis.tasks:
         out.print(f"  {escape(task.recommendation)}", soft_wrap=True, highlight=False)
     out.print(f"  report: {escape(str(result.report_html))}", highlight=False, soft_wrap=True)

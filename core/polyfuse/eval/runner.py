@@ -23,7 +23,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -67,6 +67,7 @@ class EvalResult:
     routing_records: int
     routing_skipped: int
     sweep: list[PanelResult] | None = None
+    notes: list[str] = field(default_factory=list[str])
 
     @property
     def report_html(self) -> Path:
@@ -402,6 +403,7 @@ async def aevaluate(
         routing_records=routed,
         routing_skipped=skipped,
         sweep=sweep_results,
+        notes=notes,
     )
 
 
