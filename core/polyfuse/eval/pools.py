@@ -4,7 +4,9 @@ aggregators can be evaluated again without sampling.
 A pools file is JSONL, one prompt per line: the eval-row fields (``prompt``, ``gold``,
 ``reference``, ``task`` ...; see :mod:`polyfuse.eval.rows`) plus ``candidates``, a list of
 ``{"model": ..., "text": ..., "usage": {"prompt_tokens": .., "completion_tokens": ..},
-"latency_s": .., "cost_usd": ..}`` (usage, latency and cost optional).
+"latency_s": ..}`` (usage and latency optional). Dollars are computed from the usage with the
+eval's prices (``--price MODEL=IN/OUT``); a ``cost_usd`` field is kept when converting but not
+read.
 
 :func:`convert_zeroeval` turns ZeroEval's result files (one line per (question, model):
 ``{id, question, gold, model, output}``) into one.
