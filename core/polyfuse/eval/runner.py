@@ -22,6 +22,7 @@ import asyncio
 import gzip
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -128,6 +129,17 @@ def _config(config: str | Path | PresetsConfig | Mapping[str, Any] | None) -> Pr
     if config is None or isinstance(config, PresetsConfig):
         return config
     return load_config(config)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN/inf float replaced by None (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+    if isinstance(value, list):
+        return [_finite(v) for v in value]  # pyright: ignore[reportUnknownVariableType]
+    return value
 
 
 def _summary_json(result: EvalAnalysis, sweep: list[PanelResult] | None) -> dict[str, Any]:
@@ -389,7 +401,12 @@ async def aevaluate(
     (out / "report.html").write_text(html_text, encoding="utf-8")
     (out / "report.md").write_text(render_markdown(analysis, context), encoding="utf-8")
     (out / "summary.json").write_text(
-        json.dumps(_summary_json(analysis, sweep_results), indent=2, ensure_ascii=False),
+        json.dumps(
+            _finite(_summary_json(analysis, sweep_results)),
+            indent=2,
+            ensure_ascii=False,
+            allow_nan=False,
+        ),
         encoding="utf-8",
     )
     routed, skipped = await asyncio.to_thread(
