@@ -201,3 +201,10 @@ async def test_rows_that_need_a_judge_without_one_are_flagged_not_scored(tmp_pat
     assert all(e.n == 0 for e in task.estimates.values())
     assert "nothing to recommend" in task.recommendation
     assert result.routing_records == 0 and result.routing_skipped == 2
+
+    def strict(constant: str) -> None:
+        raise AssertionError(f"summary.json holds {constant}")
+
+    text = (tmp_path / "out" / "summary.json").read_text(encoding="utf-8")
+    summary = json.loads(text, parse_constant=strict)
+    assert summary["tasks"][0]["strategies"]["vote"]["mean"] is None
