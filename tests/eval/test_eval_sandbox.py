@@ -86,3 +86,23 @@ async def test_the_temp_dir_is_removed_and_the_environment_is_empty() -> None:
     assert secret == "None"
     assert not os.path.exists(workdir)
     assert workdir.startswith(tempfile.gettempdir())
+
+
+async def test_past_the_prelude_the_network_namespace_has_no_route() -> None:
+    code = (
+        "import sys\ndel sys.modules['_socket']\nimport _socket\n"
+        "s = _socket.socket()\ns.settimeout(2)\ns.connect(('127.0.0.1', 9))\n"
+    )
+    result = await run_python(code, LIMITS)
+    assert not result.passed
+    if "refused" in result.reason:
+        pytest.skip(
+            "this kernel does not allow a network namespace here (the prelude still blocks)"
+        )
+    assert "unreachable" in result.reason
+
+
+async def test_limits_are_set_inside_the_child() -> None:
+    code = "import resource\nprint(*resource.getrlimit(resource.RLIMIT_AS), *resource.getrlimit(resource.RLIMIT_CPU))"
+    result = await run_python(code, SandboxLimits(timeout_s=5, memory_mb=300, cpu_s=4))
+    assert result.stdout.split() == [str(300 * 1024 * 1024)] * 2 + ["4", "4"]

@@ -21,9 +21,7 @@ determined attacker: run untrusted evals in a container or VM as well.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
-import resource
 import shutil
 import signal
 import sys
@@ -109,34 +107,43 @@ class SandboxResult:
         return lines[-1][:200] if lines else f"exit status {self.returncode}"
 
 
-def _unshare_network() -> None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return
+def _bootstrap(limits: SandboxLimits) -> str:
+    """Code the child runs first: leave the network, then set its own limits.
+
+    Done inside the child rather than in a ``preexec_fn`` (which is unsafe when the parent has
+    threads, as an eval under Ray or next to a server does).
+    """
     flags = _CLONE_NEWNET if os.geteuid() == 0 else _CLONE_NEWUSER | _CLONE_NEWNET
-    libc.unshare(flags)  # best effort: the prelude blocks sockets anyway
-
-
-def _limit(which: int, value: int) -> None:
-    try:
-        _, hard = resource.getrlimit(which)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(which, (value, value))
-    except (ValueError, OSError):
-        pass  # a limit the platform refuses; the others and the timeout still hold
-
-
-def _child_setup(limits: SandboxLimits) -> None:
-    """Runs in the child between fork and exec."""
+    lines = [
+        "import resource as _r, sys as _s",
+        "def _lim(which, value):",
+        "    try:",
+        "        soft, hard = _r.getrlimit(which)",
+        "        if hard != _r.RLIM_INFINITY:",
+        "            value = min(value, hard)",
+        "        _r.setrlimit(which, (value, value))",
+        "    except (ValueError, OSError):",
+        "        pass",
+    ]
     if not limits.network:
-        _unshare_network()
-    _limit(resource.RLIMIT_CPU, limits.cpu_s)
-    _limit(resource.RLIMIT_AS, limits.memory_mb * 1024 * 1024)
-    _limit(resource.RLIMIT_FSIZE, limits.file_mb * 1024 * 1024)
-    _limit(resource.RLIMIT_CORE, 0)
-    _limit(resource.RLIMIT_NPROC, limits.processes)
+        lines += [
+            "try:",
+            "    import ctypes as _c",
+            f"    _c.CDLL(None, use_errno=True).unshare({flags})",
+            "    del _c",
+            "except OSError:",
+            "    pass",
+            "_s.modules.pop('ctypes', None)",
+        ]
+    lines += [
+        f"_lim(_r.RLIMIT_CPU, {int(limits.cpu_s)})",
+        f"_lim(_r.RLIMIT_AS, {int(limits.memory_mb) * 1024 * 1024})",
+        f"_lim(_r.RLIMIT_FSIZE, {int(limits.file_mb) * 1024 * 1024})",
+        "_lim(_r.RLIMIT_CORE, 0)",
+        f"_lim(_r.RLIMIT_NPROC, {int(limits.processes)})",
+        "del _r, _s, _lim",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _kill_group(pid: int) -> None:
@@ -152,7 +159,7 @@ async def run_python(code: str, limits: SandboxLimits | None = None) -> SandboxR
     workdir = Path(tempfile.mkdtemp(prefix="polyfuse-sandbox-"))
     try:
         program = workdir / "main.py"
-        body = code if limits.network else _PRELUDE + "\n" + code
+        body = _bootstrap(limits) + ("" if limits.network else _PRELUDE) + "\n" + code
         program.write_text(body, encoding="utf-8")
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -164,7 +171,6 @@ async def run_python(code: str, limits: SandboxLimits | None = None) -> SandboxR
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=lambda: _child_setup(limits),
         )
         timed_out = False
         try:
