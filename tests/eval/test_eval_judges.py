@@ -172,3 +172,27 @@ async def test_head_to_head_and_rubric_modes(
     task = rubric.analysis.tasks[0]
     assert task.metric == "rubric score"
     assert abs(task.estimates["fuse"].mean - 7 / 9) < 1e-9
+
+
+async def test_identical_answers_are_judged_once_and_their_cost_counted_once(
+    tmp_path: Path, make_fake: Callable[..., FakeOpenAIServer], fake_url: str
+) -> None:
+    fake = make_fake(responder=make_responder(pairwise=lambda a, b: "[[TIE]]"))
+    result = await aevaluate(
+        _reference_rows(tmp_path, 3),
+        tmp_path / "out",
+        strategies="single,vote",  # vote picks alpha's answer, the same text as single
+        config=presets_file(tmp_path / "p.toml", fake_url),
+        preset="panel",
+        fsync=False,
+        judge_candidates=False,
+    )
+    judge_calls = [r for r in fake.requests if "impartial judge comparing" in str(r["messages"][0])]
+    assert len(judge_calls) == 3 * 2
+    judgments = read_jsonl(tmp_path / "out" / "judgments.jsonl")
+    assert len(judgments) == 3 * 2 * 2
+    reused = [j for j in judgments if j.get("reused_from")]
+    assert len(reused) == 6 and all(j["prompt_tokens"] == 0 for j in reused)
+    task = result.analysis.tasks[0]
+    assert task.estimates["vote"].mean == task.estimates["single"].mean == 0.5
+    assert result.analysis.judge.replies == 6 and result.analysis.judge.pairs == 3

@@ -147,6 +147,7 @@ class _Scores:
         self.kinds: dict[str, set[str]] = defaultdict(set)
         self.opponents: dict[str, set[str]] = defaultdict(set)
         self.judge = JudgeStats()
+        reused: set[tuple[str, str]] = set()
         for j in judgments:
             ih, subject, kind = str(j.get("input_hash")), str(j.get("subject")), j.get("kind")
             is_candidate = subject.startswith("candidate:")
@@ -155,7 +156,8 @@ class _Scores:
                 if not is_candidate:
                     self.kinds[ih].add("grade")
                 continue
-            self._judge_reply(j)
+            if not j.get("reused_from"):
+                self._judge_reply(j)
             if kind == "rubric":
                 score = j.get("score")
                 self.rubric[(ih, subject)] = None if score is None else (float(score) - 1) / 9
@@ -163,9 +165,13 @@ class _Scores:
                     self.kinds[ih].add("rubric")
             elif kind == "pairwise":
                 self.pairwise[(ih, subject)][str(j.get("order"))] = j.get("verdict")
+                if j.get("reused_from"):
+                    reused.add((ih, subject))
                 self.kinds[ih].add("pairwise")
                 self.opponents[ih].add(str(j.get("opponent")))
-        for orders in self.pairwise.values():
+        for pair, orders in self.pairwise.items():
+            if pair in reused:
+                continue  # the same texts were judged for another strategy: counted there
             ab, ba = orders.get("ab"), orders.get("ba")
             if ab is not None and ba is not None:
                 self.judge.pairs += 1

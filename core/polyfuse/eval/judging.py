@@ -127,6 +127,7 @@ class _RecordJudge:
         self.done = done
         self.writer = writer
         self.code_gate = code_gate
+        self.replies: dict[tuple[str, str, str], tuple[asyncio.Future[JudgeReply], str]] = {}
 
     def _mode(self, row: EvalRow) -> str | None:
         """What scores this row: grade, reference, head-to-head, rubric (None: nothing can)."""
@@ -204,11 +205,14 @@ class _RecordJudge:
             key = judgment_key(row.input_hash, subject, "pairwise", opponent, order)
             if key in self.done:
                 return
-            reply: JudgeReply
-            if order == "ab":
-                reply = await judge.judge(row.question, answer, other)
-            else:
-                reply = await judge.judge(row.question, other, answer)
+            pair = (answer, other) if order == "ab" else (other, answer)
+            reply, first = await self._reply(judge, row, pair, subject)
+            extra: dict[str, Any] = {}
+            if first != subject:
+                # The same two texts in the same order were already judged for another strategy
+                # (e.g. vote and single picked the same candidate): reuse that verdict, count its
+                # cost once.
+                extra = {"reused_from": first, "prompt_tokens": 0, "completion_tokens": 0}
             await self.writer.write(
                 [
                     {
@@ -221,11 +225,24 @@ class _RecordJudge:
                         "opponent": opponent,
                         "order": order,
                         **reply.to_dict(),
+                        **extra,
                     }
                 ]
             )
 
         await asyncio.gather(one("ab"), one("ba"))
+
+    async def _reply(
+        self, judge: PairwiseJudge, row: EvalRow, pair: tuple[str, str], subject: str
+    ) -> tuple[JudgeReply, str]:
+        """The judge's reply for this pair of texts (made once per run), and who asked first."""
+        key = (row.input_hash, *pair)
+        found = self.replies.get(key)
+        if found is None:
+            task = asyncio.ensure_future(judge.judge(row.question, *pair))
+            found = self.replies[key] = (task, subject)
+        task, first = found
+        return await asyncio.shield(task), first
 
     async def _rubric(
         self, row: EvalRow, subject: str, answer: str, extra: Mapping[str, Any]
