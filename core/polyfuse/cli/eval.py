@@ -136,8 +136,12 @@ def eval_command(
     Writes report.html, report.md, judgments.jsonl, routing.jsonl and summary.json into
     --output. Resumable: rerun the same command after a crash.
     """
-    from ..eval import aevaluate
-    from ..eval.sandbox import SandboxLimits
+    try:
+        from ..eval import aevaluate
+        from ..eval.sandbox import SandboxLimits
+    except ImportError as exc:  # numpy missing: the [eval] extra is not installed
+        print_error(exc)
+        raise typer.Exit(2) from None
 
     console = Console(stderr=True)
     for flag, value, allowed in (

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import importlib.util
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -142,6 +143,39 @@ def _finite(value: Any) -> Any:
     return value
 
 
+async def _inputs(
+    source: Path,
+    out: Path,
+    chosen: Sequence[str],
+    replay: bool,
+    pools_format: PoolsFormat,
+    panel: Sequence[str] | None,
+    dataset: str | None,
+    prompt_field: str | None,
+) -> tuple[list[PoolEntry] | None, InputSpec]:
+    """The rows to generate from (and the pool entries, for a replay)."""
+    if replay:
+        if "moa" in chosen:
+            raise EvalConfigError(
+                "moa cannot be replayed: its later layers sample the pool's models again; "
+                "evaluate it live"
+            )
+        entries = _read_pool_entries(source, pools_format)
+        if panel:
+            entries = select_panel(entries, panel)
+        pools_file = out / "pools.jsonl"
+        await asyncio.to_thread(write_pools, entries, pools_file)
+        return entries, InputSpec(pools_file, extra_fields=(*ROW_FIELDS, "candidates"))
+    if dataset is not None:
+        rows_file = out / "rows.jsonl"
+        rows = await asyncio.to_thread(load_dataset, dataset, source)
+        await asyncio.to_thread(write_eval_file, rows, rows_file)
+        return None, InputSpec(rows_file, extra_fields=ROW_FIELDS)
+    if not source.exists():
+        raise EvalDataError(f"the eval file {str(source)!r} does not exist")
+    return None, InputSpec(source, prompt_field=prompt_field, extra_fields=ROW_FIELDS)
+
+
 def _summary_json(result: EvalAnalysis, sweep: list[PanelResult] | None) -> dict[str, Any]:
     def estimate(e: Any) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(e).items()}
@@ -257,6 +291,8 @@ async def aevaluate(
         title / command: shown in the report.
     """
     chosen = parse_strategies(strategies)
+    if importlib.util.find_spec("matplotlib") is None:
+        raise EvalConfigError('the eval report needs matplotlib: pip install "polyfuse[eval]"')
     if baseline not in chosen and judge_mode in ("auto", "head-to-head"):
         baseline = chosen[0]
     out = Path(out_dir)
@@ -264,30 +300,9 @@ async def aevaluate(
         raise EvalConfigError(f"{str(out)!r} is a file; name a directory for the eval's output")
     out.mkdir(parents=True, exist_ok=True)
     source = Path(data)
-    entries: list[PoolEntry] | None = None
-    if replay:
-        if "moa" in chosen:
-            raise EvalConfigError(
-                "moa cannot be replayed: its later layers sample the pool's models again; "
-                "evaluate it live"
-            )
-        entries = _read_pool_entries(source, pools_format)
-        if panel:
-            entries = select_panel(entries, panel)
-        pools_file = out / "pools.jsonl"
-        await asyncio.to_thread(write_pools, entries, pools_file)
-        input_spec = InputSpec(pools_file, extra_fields=(*ROW_FIELDS, "candidates"))
-    elif dataset is not None:
-        rows_file = out / "rows.jsonl"
-        await asyncio.to_thread(
-            write_eval_file, await asyncio.to_thread(load_dataset, dataset, source), rows_file
-        )
-        input_spec = InputSpec(rows_file, extra_fields=ROW_FIELDS)
-    else:
-        if not source.exists():
-            raise EvalDataError(f"the eval file {str(source)!r} does not exist")
-        input_spec = InputSpec(source, prompt_field=prompt_field, extra_fields=ROW_FIELDS)
-
+    entries, input_spec = await _inputs(
+        source, out, chosen, replay, pools_format, panel, dataset, prompt_field
+    )
     presets = _config(config)
     model_strategies = [s for s in chosen if s not in MODEL_FREE]
     if presets is None and (not replay or model_strategies):

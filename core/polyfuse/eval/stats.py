@@ -14,8 +14,11 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from numpy.typing import NDArray
+try:
+    import numpy as np
+    from numpy.typing import NDArray
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError('polyfuse.eval needs numpy: pip install "polyfuse[eval]"') from exc
 
 __all__ = [
     "Comparison",
