@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eval_helpers import TEACHERS, make_responder, presets_file, read_jsonl, sum_rows, write_jsonl
@@ -79,7 +80,7 @@ async def test_a_rerun_resumes_without_sampling_or_judging_again(
         row["reference"] = "The reference answer."
     data = write_jsonl(tmp_path / "open.jsonl", rows)
     config = presets_file(tmp_path / "p.toml", fake_url)
-    options = {
+    options: dict[str, Any] = {
         "strategies": "single,vote,fuse",
         "config": config,
         "preset": "panel",

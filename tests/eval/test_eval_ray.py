@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eval_helpers import make_responder, presets_file, read_jsonl, sum_rows, write_jsonl
@@ -44,7 +45,7 @@ async def test_ray_and_asyncio_engines_agree(
 ) -> None:
     make_fake(responder=make_responder())
     data = write_jsonl(tmp_path / "sums.jsonl", sum_rows(8))
-    options = {
+    options: dict[str, Any] = {
         "strategies": "single,vote,usc,fuse",
         "config": presets_file(tmp_path / "p.toml", fake_url),
         "preset": "panel",
