@@ -255,7 +255,8 @@ def render_html(analysis: EvalAnalysis, context: ReportContext) -> str:
             parts.append("<h3>Differences (same prompts, same pool)</h3>")
             parts.append(_html_table(_COMPARISON_HEAD, _comparison_rows(result)))
         if result.models:
-            parts.append("<h3>Candidates by model</h3>")
+            scored_by = "accuracy" if result.metric == "accuracy" else "rubric score, 0–100"
+            parts.append(f"<h3>Candidates by model ({_e(scored_by)})</h3>")
             parts.append(_html_table(["model", "quality %", "95% CI", "n"], _model_rows(result)))
         if result.languages:
             parts.append("<h3>By language</h3>")
