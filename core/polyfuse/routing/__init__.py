@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .embedders import Embedder, LocalModelEmbedder, OpenAIEmbedder, WordLlamaEmbedder
     from .evaluate import evaluate_router
     from .loaders import ModelPrice, load_llmrouter, load_prices, records_from_fusion
+    from .pool import RoutedPool
     from .routers import KnnRouter, MlpRouter, Router, load_router
     from .scenarios import SCENARIOS, Scenario, scenario_labels, scenario_scores
     from .selector import CostAwareSelector, RouteDecision
@@ -31,6 +32,7 @@ __all__ = [
     "ModelPrice",
     "OpenAIEmbedder",
     "RouteDecision",
+    "RoutedPool",
     "Router",
     "RoutingRecord",
     "RoutingTable",
@@ -52,6 +54,7 @@ __all__ = [
 _LAZY = {
     "CostAwareSelector": "selector",
     "RouteDecision": "selector",
+    "RoutedPool": "pool",
     "Embedder": "embedders",
     "LocalModelEmbedder": "embedders",
     "OpenAIEmbedder": "embedders",
