@@ -28,6 +28,7 @@ COMMANDS: list[str] = [
     "probe",
     "serve",
     "distill",
+    "route",
 ]
 """Command modules of :mod:`polyfuse.cli` (each exposes ``register(app)``), in help order."""
 
