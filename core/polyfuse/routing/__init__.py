@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from .scenarios import SCENARIOS, Scenario, scenario_labels, scenario_scores
     from .selector import CostAwareSelector, RouteDecision
     from .table import RoutingTable
+    from .templates import (
+        TemplateBuilder,
+        TemplateStore,
+        ThoughtTemplate,
+        ThoughtTemplates,
+        select_top_responses,
+    )
 
 __all__ = [
     "ROUTING_LOG_VERSION",
@@ -38,6 +45,10 @@ __all__ = [
     "RoutingTable",
     "SCENARIOS",
     "Scenario",
+    "TemplateBuilder",
+    "TemplateStore",
+    "ThoughtTemplate",
+    "ThoughtTemplates",
     "WordLlamaEmbedder",
     "embed_texts",
     "evaluate_router",
@@ -48,6 +59,7 @@ __all__ = [
     "records_from_fusion",
     "scenario_labels",
     "scenario_scores",
+    "select_top_responses",
     "write_routing_log",
 ]
 
@@ -75,6 +87,11 @@ _LAZY = {
     "scenario_labels": "scenarios",
     "scenario_scores": "scenarios",
     "evaluate_router": "evaluate",
+    "TemplateBuilder": "templates",
+    "TemplateStore": "templates",
+    "ThoughtTemplate": "templates",
+    "ThoughtTemplates": "templates",
+    "select_top_responses": "templates",
 }
 
 
