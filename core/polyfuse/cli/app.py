@@ -29,6 +29,7 @@ COMMANDS: list[str] = [
     "serve",
     "distill",
     "route",
+    "templates",
 ]
 """Command modules of :mod:`polyfuse.cli` (each exposes ``register(app)``), in help order."""
 
