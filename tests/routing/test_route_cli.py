@@ -69,6 +69,8 @@ def test_train_then_eval_beats_the_best_single_model(
             str(plot),
             "--markdown",
             str(markdown),
+            "--budget-share",
+            "0.5",
         ]
     )
     err = capsys.readouterr().err
@@ -81,6 +83,8 @@ def test_train_then_eval_beats_the_best_single_model(
         assert perf["methods"]["router"]["score"] == 1.0  # the planted pattern, learned
         assert perf["methods"]["best single"]["score"] == 0.5
         assert perf["methods"]["oracle"]["score"] == 1.0
+        within = perf["methods"]["router within budget"]
+        assert within["picks"] == {"model-c": 20}  # a and b cost 10x: over half the budget
         cost_first = data[name][2]["methods"]["router"]
         assert cost_first["picks"] == {"model-c": 20}  # the cheap model
     assert plot.read_bytes()[:4] == b"\x89PNG"

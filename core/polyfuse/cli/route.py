@@ -207,6 +207,14 @@ def eval_command(
         bool,
         typer.Option(help="Hide each test query's task from the router (it infers the task)."),
     ] = False,
+    budget_share: Annotated[
+        float | None,
+        typer.Option(
+            help="Also report the router restricted, per query, to models costing at most this "
+            "share of the best single model (e.g. 0.5).",
+            show_default=False,
+        ),
+    ] = None,
     plot: Annotated[
         Path | None,
         typer.Option(help="Write a PNG: score vs cost per scenario.", show_default=False),
@@ -236,7 +244,9 @@ def eval_command(
             custom = make_embedder(embed_url, embed_model) if embed_url else None
             embedder = embedder_for(router, custom)
             x = embed_with_cache(embedder, test.queries, cache, step("embedding test", len(test)))
-            reports = evaluate_router(router, train, test, x, tasks_known=not infer_tasks)
+            reports = evaluate_router(
+                router, train, test, x, tasks_known=not infer_tasks, budget_share=budget_share
+            )
             results[path.stem] = reports
     from ..routing.report import render_markdown, render_plot, render_tables, results_json
 

@@ -78,12 +78,18 @@ def evaluate_router(
     *,
     scenarios: list[str] | None = None,
     tasks_known: bool = True,
+    budget_share: float | None = None,
 ) -> list[ScenarioReport]:
     """Evaluate ``router`` on the held-out ``test`` log, one report per scenario.
 
     ``tasks_known``: give the router each test query's task (FusionFactory's setting: the task
     description is an input); otherwise it infers the task from the query.
+    ``budget_share``: also report, in every scenario, the router restricted per query to the
+    models whose estimated cost is at most this share of the performance-first best single
+    model's estimated cost for that query (method ``router within budget``).
     """
+    if budget_share is not None and budget_share <= 0:
+        raise InvalidRequestError(f"budget_share must be > 0 (got {budget_share})")
     if list(test.models) != list(router.models):
         test = _align(test, router.models)
     train = _align(train, router.models)
@@ -93,6 +99,7 @@ def evaluate_router(
     used_tasks = tasks if tasks_known else router.infer_tasks(test_embeddings)
     tokens = count_tokens(test.queries)
     costs = np.stack([router.estimated_costs(t) for t in tokens])
+    perf_best = int(np.argmax(np.nanmean(train.scores, axis=0)))
     reports: list[ScenarioReport] = []
     for name in names:
         scenario = get_scenario(name)
@@ -111,6 +118,12 @@ def evaluate_router(
             ),
             "oracle": _summary("oracle", np.argmax(filled, axis=1), test, rewards, router.models),
         }
+        if budget_share is not None:
+            allowed = costs <= budget_share * costs[:, perf_best : perf_best + 1] + 1e-15
+            capped = np.where(allowed, predicted, -np.inf)
+            methods["router within budget"] = _summary(
+                "router within budget", np.argmax(capped, axis=1), test, rewards, router.models
+            )
         methods["random"] = MethodResult(
             "random",
             float(np.nanmean(np.nanmean(test.scores, axis=1))),

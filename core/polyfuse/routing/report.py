@@ -34,6 +34,9 @@ def _rows(results: Results) -> list[tuple[str, str, MethodResult]]:
     for index, scenario in enumerate(names):
         for router, reports in results.items():
             rows.append((scenario, router, reports[index].methods["router"]))
+            budget = reports[index].methods.get("router within budget")
+            if budget is not None:
+                rows.append((scenario, f"{router} within budget", budget))
         report = next(iter(results.values()))[index]
         for base in _BASELINES:
             label = f"best single ({report.best_single_model})" if base == "best single" else base
