@@ -100,8 +100,5 @@ async def test_the_embedded_model_embeds_queries() -> None:
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # two sums are closer to each other than to a poem
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
-    with (
-        LocalModel(slots=1, name="chat") as chat_only,
-        pytest.raises(InvalidRequestError, match="embeddings=True"),
-    ):
-        LocalModelEmbedder(chat_only)
+    with pytest.raises(InvalidRequestError, match="embeddings=True"):
+        LocalModelEmbedder(LocalModel(slots=1, name="chat"))  # checked before it is started
