@@ -84,7 +84,7 @@ def evaluate_router(
 
     ``tasks_known``: give the router each test query's task (FusionFactory's setting: the task
     description is an input); otherwise it infers the task from the query.
-    ``budget_share``: also report, in every scenario, the router restricted per query to the
+    ``budget_share``: also report, in scenarios that ignore cost, the router restricted per query to the
     models whose estimated cost is at most this share of the performance-first best single
     model's estimated cost for that query (method ``router within budget``).
     """
@@ -118,7 +118,7 @@ def evaluate_router(
             ),
             "oracle": _summary("oracle", np.argmax(filled, axis=1), test, rewards, router.models),
         }
-        if budget_share is not None:
+        if budget_share is not None and scenario.beta == 0:
             allowed = costs <= budget_share * costs[:, perf_best : perf_best + 1] + 1e-15
             capped = np.where(allowed, predicted, -np.inf)
             methods["router within budget"] = _summary(

@@ -143,16 +143,24 @@ def render_plot(results: Results, path: Path) -> None:
                 xytext=(5, 4),
                 fontsize=8,
             )
-        for router, reports in results.items():
-            result = reports[index].methods["router"]
-            ax.scatter(result.cost_usd * 1000, result.score, s=70)
-            ax.annotate(
-                router,
-                (result.cost_usd * 1000, result.score),
-                textcoords="offset points",
-                xytext=(5, -10),
-                fontsize=8,
-            )
+        for number, (router, reports) in enumerate(results.items()):
+            for method, suffix, marker in (
+                ("router", "", "o"),
+                ("router within budget", " within budget", "D"),
+            ):
+                result = reports[index].methods.get(method)
+                if result is None:
+                    continue
+                ax.scatter(
+                    result.cost_usd * 1000, result.score, s=70, marker=marker, color=f"C{number}"
+                )
+                ax.annotate(
+                    router + suffix,
+                    (result.cost_usd * 1000, result.score),
+                    textcoords="offset points",
+                    xytext=(5, -10),
+                    fontsize=8,
+                )
         ax.axhline(target.score, color="grey", linestyle="--", linewidth=0.8)
         ax.axvline(target.cost_usd * 1000 / 2, color="grey", linestyle=":", linewidth=0.8)
         ax.set_title(
