@@ -170,3 +170,25 @@ def test_wordllama_embeds_offline_and_the_cache_serves_repeats(
 
     again = asyncio.run(embed_texts(Refusing(), ["c d", "a b"], cache=cache))
     np.testing.assert_allclose(again, first[::-1])
+
+
+def test_logs_without_tasks_or_prices_still_route_and_evaluate(
+    trained: tuple[RoutingTable, np.ndarray, WordLlamaEmbedder],
+) -> None:
+    from polyfuse.routing import evaluate_router
+
+    table, x, embedder = trained
+    untasked = RoutingTable(
+        table.queries, [None] * len(table), table.models, table.scores, table.costs
+    )
+    for router in (KnnRouter(k=10), MlpRouter(epochs=30)):
+        router.fit(untasked, x, embedder_id=embedder.id)
+        assert router.tasks == [] and router.infer_tasks(x[:1]) == [None]
+        decision = CostAwareSelector(router, embedder=embedder).route(
+            query("math", random.Random(7))
+        )
+        assert decision.models == ["model-a"] and decision.cost_usd["model-a"] is None
+        with pytest.raises(InvalidRequestError, match="need prices"):
+            CostAwareSelector(router, "balance")
+        (report,) = evaluate_router(router, untasked, untasked, x)
+        assert report.scenario.name == "performance-first"

@@ -93,7 +93,9 @@ def evaluate_router(
     if list(test.models) != list(router.models):
         test = _align(test, router.models)
     train = _align(train, router.models)
-    names = scenarios or list(SCENARIOS)
+    priced = all(m in router.prices for m in router.models)
+    # Without prices only performance-first can be evaluated; say so in the result instead.
+    names = scenarios or (list(SCENARIOS) if priced else ["performance-first"])
     tasks = test.tasks if tasks_known else [None] * len(test)
     performance = router.predict(test_embeddings, tasks)
     used_tasks = tasks if tasks_known else router.infer_tasks(test_embeddings)
