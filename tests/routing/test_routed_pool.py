@@ -85,3 +85,15 @@ def test_models_unknown_to_the_pool_or_the_router_are_named(router: KnnRouter) -
     extra = {**_members("http://127.0.0.1:9/v1"), "model-z": members["model-a"]}
     with pytest.raises(InvalidRequestError, match="no logs of model-z"):
         RoutedPool(extra, CostAwareSelector(router))
+
+
+async def test_from_backends_matches_models_by_id(
+    router: KnnRouter, fake: FakeOpenAIServer, fake_url: str
+) -> None:
+    backends = [OpenAIEndpoint(fake_url, m, api_key=None, name=f"ep-{m}") for m in PRICES]
+    pool = RoutedPool.from_backends(backends, CostAwareSelector(router), task="math")
+    async with Fusion(pool, MajorityVote()) as fusion:
+        await fusion.arun(query("math", random.Random(4)))
+    assert _asked(fake) == ["model-a"]
+    with pytest.raises(InvalidRequestError, match="routes to model-c"):
+        RoutedPool.from_backends(backends[:2], CostAwareSelector(router))

@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..backends.base import Backend
@@ -85,6 +85,21 @@ class RoutedPool(Pool):
         super().__init__([self.by_model[name] for name in router_models])
         self.selector = selector
         self.task = task
+
+    @classmethod
+    def from_backends(
+        cls, backends: Sequence[Backend], selector: CostAwareSelector, *, task: str | None = None
+    ) -> RoutedPool:
+        """A routed pool from backends matched to the router's models by their ``model`` id
+        (or, failing that, their ``name``) — e.g. the endpoints of a presets file."""
+        known = set(selector.router.models)
+        members: dict[str, Backend] = {}
+        for backend in backends:
+            key = backend.model if backend.model in known else backend.name
+            if key in members:
+                raise InvalidRequestError(f"two backends serve {key!r}; give each model one")
+            members[key] = backend
+        return cls(members, selector, task=task)
 
     def __repr__(self) -> str:
         return (
