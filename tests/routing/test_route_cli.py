@@ -118,3 +118,35 @@ def test_bad_input_gets_one_clear_error(
         == 2
     )
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_llmrouter_folders_train_and_evaluate_with_estimated_costs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from routing_helpers import write_llmrouter
+
+    monkeypatch.setenv("COLUMNS", "240")
+    folder = tmp_path / "llmrouter"
+    write_llmrouter(folder, "train")
+    write_llmrouter(folder, "test")
+    cache = str(tmp_path / "cache.sqlite")
+    out = tmp_path / "routers"
+    args = ["route", "train", "--llmrouter", str(folder), "--kind", "knn", "--out", str(out)]
+    assert run([*args, "--cache", cache]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    code = run(
+        [
+            "route",
+            "eval",
+            str(out / "router-knn.npz"),
+            "--llmrouter",
+            str(folder),
+            "--cache",
+            cache,
+            "--output-tokens",
+            "100",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Costs are estimates" in err and "plus 100 output tokens" in err

@@ -103,7 +103,7 @@ def _load(
     prices: Path | None,
     output_tokens: int,
     step: Callable[[str, int | None], Callable[[int], None]],
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, bool]:
     from ..routing.sources import load_logs
     from ..routing.table import RoutingTable
 
@@ -118,7 +118,8 @@ def _load(
         output_tokens=output_tokens,
         on_progress=step(f"loading {split}", total) if total else None,
     )
-    return RoutingTable.from_records(records), price_map
+    estimated = any(r.cost_estimated for r in records)
+    return RoutingTable.from_records(records), price_map, estimated
 
 
 @route_app.command("train")
@@ -158,7 +159,7 @@ def train_command(
     embedder = make_embedder(embed_url, embed_model)
     rows: list[tuple[str, int, float, Path]] = []
     with _progress() as step:
-        table, price_map = _load(logs, llmrouter, split, prices, output_tokens, step)
+        table, price_map, _ = _load(logs, llmrouter, split, prices, output_tokens, step)
         x = embed_with_cache(embedder, table.queries, cache, step("embedding", len(table)))
         for name in kinds:
             router: Router
@@ -238,8 +239,8 @@ def eval_command(
     loaded = [(path, load_router(path)) for path in routers]
     results: dict[str, Any] = {}
     with _progress() as step:
-        train, _ = _load(train_logs, llmrouter, "train", prices, output_tokens, step)
-        test, _ = _load(test_logs, llmrouter, "test", prices, output_tokens, step)
+        train, _, _ = _load(train_logs, llmrouter, "train", prices, output_tokens, step)
+        test, _, estimated = _load(test_logs, llmrouter, "test", prices, output_tokens, step)
         for path, router in loaded:
             custom = make_embedder(embed_url, embed_model) if embed_url else None
             embedder = embedder_for(router, custom)
@@ -250,9 +251,17 @@ def eval_command(
             results[path.stem] = reports
     from ..routing.report import render_markdown, render_plot, render_tables, results_json
 
-    render_tables(err_console(), results, tasks_known=not infer_tasks)
+    note = (
+        "Costs are estimates (the logs have no token counts): each query's tokens (Llama-2 "
+        f"tokenizer) at the model's input price plus {output_tokens} output tokens at its "
+        "output price."
+        if estimated
+        else ""
+    )
+    render_tables(err_console(), results, tasks_known=not infer_tasks, note=note)
     if markdown is not None:
-        markdown.write_text(render_markdown(results, tasks_known=not infer_tasks), encoding="utf-8")
+        text = render_markdown(results, tasks_known=not infer_tasks, note=note)
+        markdown.write_text(text, encoding="utf-8")
     if plot is not None:
         render_plot(results, plot)
     if json_out is not None:

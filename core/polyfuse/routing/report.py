@@ -73,7 +73,7 @@ def _cells(result: MethodResult, reference: float) -> list[str]:
 _HEADER = ["scenario", "method", "mean score", "$ / 1k queries", "cost vs best single", "reward"]
 
 
-def render_tables(console: Console, results: Results, *, tasks_known: bool) -> None:
+def render_tables(console: Console, results: Results, *, tasks_known: bool, note: str = "") -> None:
     """Print the scenario table and the per-task table."""
     reference = _reference_cost(results)
     table = Table(
@@ -84,6 +84,8 @@ def render_tables(console: Console, results: Results, *, tasks_known: bool) -> N
     for scenario, label, result in _rows(results):
         table.add_row(scenario, escape(label), *_cells(result, reference))
     console.print(table)
+    if note:
+        console.print(escape(note))
     header, body = _task_rows(results)
     per_task = Table(title="mean score per task")
     for column in header:
@@ -102,7 +104,7 @@ def _markdown_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(results: Results, *, tasks_known: bool) -> str:
+def render_markdown(results: Results, *, tasks_known: bool, note: str = "") -> str:
     """Both tables as Markdown."""
     reference = _reference_cost(results)
     body = [[s, label, *_cells(r, reference)] for s, label, r in _rows(results)]
@@ -111,6 +113,7 @@ def render_markdown(results: Results, *, tasks_known: bool) -> str:
     return (
         f"Test queries' tasks {mode} the routers.\n\n"
         + _markdown_table(_HEADER, body)
+        + (f"\n\n{note}" if note else "")
         + "\n\nMean score per task:\n\n"
         + _markdown_table(header, task_body)
         + "\n"
