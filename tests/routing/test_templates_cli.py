@@ -101,3 +101,29 @@ def test_build_needs_answers_and_a_model(
     log = _log(tmp_path / "log.jsonl")
     assert run(["templates", "build", str(log), "--endpoint", "http://127.0.0.1:9/v1"]) == 2
     assert "--model NAME is required" in capsys.readouterr().err
+
+
+@pytest.mark.local_model
+def test_build_with_the_embedded_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "templates.jsonl"
+    code = run(
+        [
+            "templates",
+            "build",
+            str(_log(tmp_path / "log.jsonl")),
+            "--endpoint",
+            "local",
+            "--out",
+            str(out),
+            "--queries-per-task",
+            "1",
+            "--concurrency",
+            "2",
+            "--max-tokens",
+            "40",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    templates = TemplateStore.load(out).templates
+    assert sorted(t.task or "" for t in templates) == ["math", "poems"]
+    assert all(t.template.strip() and t.summarizer for t in templates)
