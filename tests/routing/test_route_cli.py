@@ -150,3 +150,18 @@ def test_llmrouter_folders_train_and_evaluate_with_estimated_costs(
     err = capsys.readouterr().err
     assert code == 0, err
     assert "Costs are estimates" in err and "plus 100 output tokens" in err
+
+
+def test_a_missing_routing_extra_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wordllama" else real(name)
+    )
+    assert run(["route", "train", "log.jsonl"]) == 2
+    assert "wordllama not installed: pip install 'polyfuse[routing]'" in capsys.readouterr().err
+    assert run(["templates", "show", "t.jsonl"]) == 2
+    assert "polyfuse[routing]" in capsys.readouterr().err

@@ -76,6 +76,22 @@ def register(app: typer.Typer) -> None:
     app.add_typer(route_app, name="route")
 
 
+def require_routing_extra() -> None:
+    """A clear error when numpy or wordllama (the ``routing`` extra) is missing."""
+    import importlib.util
+
+    missing = [m for m in ("numpy", "wordllama") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InvalidRequestError(
+            f"{' and '.join(missing)} not installed: pip install 'polyfuse[routing]'"
+        )
+
+
+@route_app.callback()
+def _route_group() -> None:
+    require_routing_extra()
+
+
 @contextmanager
 def _progress() -> Generator[Callable[[str, int | None], Callable[[int], None]], None, None]:
     console = err_console()

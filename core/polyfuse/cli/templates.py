@@ -30,6 +30,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(templates_app, name="templates")
 
 
+@templates_app.callback()
+def _templates_group() -> None:
+    from .route import require_routing_extra
+
+    require_routing_extra()
+
+
 @templates_app.command("build")
 def build_command(
     logs: Annotated[list[Path], typer.Argument(help="Routing logs (JSONL) with responses.")],
