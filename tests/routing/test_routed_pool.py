@@ -97,3 +97,23 @@ async def test_from_backends_matches_models_by_id(
     assert _asked(fake) == ["model-a"]
     with pytest.raises(InvalidRequestError, match="routes to model-c"):
         RoutedPool.from_backends(backends[:2], CostAwareSelector(router))
+
+
+async def test_streamed_fusions_and_pool_sample_route_too(
+    router: KnnRouter, fake: FakeOpenAIServer, fake_url: str
+) -> None:
+    from polyfuse.events import CandidateStarted, FusionDone
+
+    pool = RoutedPool(_members(fake_url), CostAwareSelector(router), task="poems")
+    started: list[str] = []
+    done = None
+    async with Fusion(pool, MajorityVote()) as fusion:
+        async for event in fusion.astream(query("poems", random.Random(6))):
+            if isinstance(event, CandidateStarted):
+                started.append(event.backend)
+            elif isinstance(event, FusionDone):
+                done = event.result
+    assert started == ["model-b"] and done is not None
+    assert done.metadata["routing"]["models"] == ["model-b"]
+    candidates = await pool.sample(query("poems", random.Random(8)))
+    assert [c.model for c in candidates] == ["model-b"]
