@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
-from routing_helpers import PRICES, planted_records
+from routing_helpers import PRICES, planted_records, query
 
 from polyfuse.cli.app import run
 from polyfuse.routing import load_router, write_routing_log
@@ -88,6 +89,13 @@ def test_train_then_eval_beats_the_best_single_model(
         cost_first = data[name][2]["methods"]["router"]
         assert cost_first["picks"] == {"model-c": 20}  # the cheap model
     assert plot.read_bytes()[:4] == b"\x89PNG"
+    math_query = query("math", random.Random(11))
+    assert run(["route", "show", str(knn), math_query, "--k", "2"]) == 0
+    shown = capsys.readouterr()
+    assert shown.out.split()[0] == "model-a" and len(shown.out.split()) == 2
+    assert "predicted score" in shown.err and "task math" in shown.err
+    assert run(["route", "show", str(knn)]) == 0
+    assert "knn router, 3 models, 2 tasks" in capsys.readouterr().err
     assert "| performance-first | router-knn | 1.0000 |" in markdown.read_text()
 
 

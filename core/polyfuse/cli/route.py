@@ -282,3 +282,74 @@ def eval_command(
         render_plot(results, plot)
     if json_out is not None:
         json_out.write_text(json.dumps(results_json(results), indent=2), encoding="utf-8")
+
+
+@route_app.command("show")
+def show_command(
+    router_path: Annotated[Path, typer.Argument(help="A router file (.npz).")],
+    query: Annotated[
+        str | None,
+        typer.Argument(help="A query to route (omit to describe the router).", show_default=False),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="The query's task, when known.", show_default=False)
+    ] = None,
+    scenario: Annotated[
+        str, typer.Option(help="performance-first, balance or cost-first.")
+    ] = "performance-first",
+    k: Annotated[int, typer.Option(help="Models to choose.")] = 1,
+    budget_usd: Annotated[
+        float | None,
+        typer.Option(help="The most the chosen models may cost per query.", show_default=False),
+    ] = None,
+) -> None:
+    """Describe a router file, or show how it routes one query (every model's predicted score,
+    estimated cost and scenario score)."""
+    from ..routing.routers import load_router
+    from ..routing.selector import CostAwareSelector
+
+    router = load_router(router_path)
+    console = err_console()
+    if query is None:
+        console.print(
+            f"{escape(router.kind)} router, {len(router.models)} models, "
+            f"{len(router.tasks)} tasks, embedder {escape(router.embedder_id)}, trained on "
+            f"{router.trained.get('queries', '?')} queries; output tokens assumed: "
+            f"{router.output_tokens}"
+        )
+        table = Table()
+        for column in ("model", "mean score in the log", "$/M in", "$/M out"):
+            table.add_column(column)
+        for j, model in enumerate(router.models):
+            price = router.prices.get(model)
+            table.add_row(
+                escape(model),
+                f"{router.global_prior[j]:.3f}",
+                f"{price.input_per_m:g}" if price else "-",
+                f"{price.output_per_m:g}" if price else "-",
+            )
+        console.print(table)
+        return
+    selector = CostAwareSelector(router, scenario, k=k, budget_usd=budget_usd)
+    selector.route(query, task)  # warm-up: loads the embedder and tokenizer
+    decision = selector.route(query, task)
+    table = Table(
+        title=f"{decision.scenario}, task {escape(decision.task or 'unknown')}, "
+        f"{decision.latency_ms:.1f} ms"
+    )
+    for column in ("rank", "model", "predicted score", "est. cost $", "scenario score", "chosen"):
+        table.add_column(column)
+    for rank, model in enumerate(decision.ranking, 1):
+        cost = decision.cost_usd[model]
+        table.add_row(
+            str(rank),
+            escape(model),
+            f"{decision.performance[model]:.3f}",
+            f"{cost:.6f}" if cost is not None else "-",
+            f"{decision.scores[model]:.3f}",
+            "yes" if model in decision.models else "",
+        )
+    console.print(table)
+    for note in decision.notes:
+        console.print(f"note: {escape(note)}")
+    typer.echo(" ".join(decision.models))

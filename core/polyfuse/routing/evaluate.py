@@ -97,8 +97,7 @@ def evaluate_router(
     # Without prices only performance-first can be evaluated; say so in the result instead.
     names = scenarios or (list(SCENARIOS) if priced else ["performance-first"])
     tasks = test.tasks if tasks_known else [None] * len(test)
-    performance = router.predict(test_embeddings, tasks)
-    used_tasks = tasks if tasks_known else router.infer_tasks(test_embeddings)
+    performance, used_tasks = router.predict_with_tasks(test_embeddings, tasks)
     tokens = count_tokens(test.queries)
     costs = np.stack([router.estimated_costs(t) for t in tokens])
     perf_best = int(np.argmax(np.nanmean(train.scores, axis=0)))

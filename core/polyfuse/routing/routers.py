@@ -129,11 +129,22 @@ class Router(ABC):
         ``tasks[i]`` is query ``i``'s task when known (a task the log lacks counts as
         unknown); unknown tasks are inferred.
         """
+        return self.predict_with_tasks(embeddings, tasks)[0]
+
+    def predict_with_tasks(
+        self, embeddings: Matrix, tasks: Sequence[str | None] | None = None
+    ) -> tuple[FloatMatrix, list[str | None]]:
+        """:meth:`predict`, and each query's task: the given one, else the inferred one."""
         self._require_fitted()
         matrix = np.asarray(embeddings, dtype=np.float32)
         if matrix.ndim == 1:
             matrix = matrix[None, :]
         local, task_probs = self._predict_local(matrix)
+        inferred: list[str | None] = (
+            [self.tasks[int(i)] for i in task_probs.argmax(axis=1)]
+            if self.tasks
+            else [None] * len(matrix)
+        )
         if tasks is not None:
             if len(tasks) != matrix.shape[0]:
                 raise InvalidRequestError(f"{len(tasks)} tasks for {matrix.shape[0]} queries")
@@ -141,12 +152,13 @@ class Router(ABC):
                 if task is not None and task in self.tasks:
                     task_probs[i] = 0.0
                     task_probs[i, self.tasks.index(task)] = 1.0
+                    inferred[i] = task
         prior = (
             task_probs @ self.task_prior
             if self.tasks
             else np.tile(self.global_prior, (len(matrix), 1))
         )
-        return (1.0 - self.prior_weight) * local + self.prior_weight * prior
+        return (1.0 - self.prior_weight) * local + self.prior_weight * prior, inferred
 
     def infer_tasks(self, embeddings: Matrix) -> list[str | None]:
         """The most likely task of each query (None when the log had no tasks)."""

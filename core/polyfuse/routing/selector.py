@@ -156,9 +156,8 @@ class CostAwareSelector:
         if task is not None and task not in router.tasks:
             notes.append(f"task {task!r} is not in the router's log; inferred from the query")
             used_task = None
-        performance = router.predict(embedding, [used_task])
-        if used_task is None and router.tasks:
-            used_task = router.infer_tasks(embedding)[0]
+        performance, tasks = router.predict_with_tasks(embedding, [used_task])
+        used_task = tasks[0]
         costs = router.estimated_costs(prompt_tokens)[None, :]
         scores = self.scenario_scores(performance, costs, [used_task])[0]
         order = [int(j) for j in np.argsort(-scores, kind="stable")]

@@ -17,7 +17,7 @@ __all__ = ["count_tokens"]
 def _tokenizer() -> Any:
     from .embedders import load_wordllama
 
-    return load_wordllama().tokenizer
+    return load_wordllama("l2_supercat", 256).tokenizer  # same cache key as the embedder
 
 
 def count_tokens(texts: list[str]) -> list[int]:
