@@ -88,17 +88,23 @@ class RoutedPool(Pool):
 
     @classmethod
     def from_backends(
-        cls, backends: Sequence[Backend], selector: CostAwareSelector, *, task: str | None = None
+        cls,
+        backends: Sequence[Backend],
+        selector: CostAwareSelector,
+        *,
+        task: str | None = None,
+        samples: int = 1,
     ) -> RoutedPool:
         """A routed pool from backends matched to the router's models by their ``model`` id
-        (or, failing that, their ``name``) — e.g. the endpoints of a presets file."""
+        (or, failing that, their ``name``) — e.g. the endpoints of a presets file; each chosen
+        model is sampled ``samples`` times."""
         known = set(selector.router.models)
-        members: dict[str, Backend] = {}
+        members: dict[str, Backend | PoolMember] = {}
         for backend in backends:
             key = backend.model if backend.model in known else backend.name
             if key in members:
                 raise InvalidRequestError(f"two backends serve {key!r}; give each model one")
-            members[key] = backend
+            members[key] = PoolMember(backend, samples=samples)
         return cls(members, selector, task=task)
 
     def __repr__(self) -> str:
