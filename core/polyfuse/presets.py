@@ -44,7 +44,7 @@ from ._validation import describe_validation_error
 from .aggregators.strategies import STRATEGIES, Strategy, build_aggregator
 from .backends.base import Backend
 from .errors import InvalidRequestError
-from .spec import FusionOptions, FusionSpec
+from .spec import FusionOptions, FusionSpec, RouteSpec
 from .timeouts import endpoint_timeouts
 
 if TYPE_CHECKING:
@@ -125,25 +125,6 @@ class EndpointSpec(BaseModel):
         return settings
 
 
-class RouteSpec(BaseModel):
-    """``route = { router = "routers/router-knn.npz", scenario = "balance", k = 2 }``: ask,
-    per query, only the ``k`` pool models a router (``polyfuse route train``) chooses within
-    ``budget_usd``; see :class:`polyfuse.routing.RoutedPool` (needs ``polyfuse[routing]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    router: str = Field(min_length=1)
-    """The router file (.npz)."""
-    scenario: str = "performance-first"
-    """``performance-first``, ``balance`` or ``cost-first``."""
-    k: int = Field(default=1, ge=1)
-    """Models asked per query."""
-    budget_usd: float | None = Field(default=None, gt=0)
-    """The most the chosen models may cost together per query (estimated)."""
-    task: str | None = None
-    """The queries' task, when known."""
-
-
 class PresetSpec(FusionOptions):
     """One fusion preset: :class:`~polyfuse.FusionOptions` with endpoint names for the models."""
 
@@ -156,8 +137,6 @@ class PresetSpec(FusionOptions):
         description="endpoint for the fusor / judge / USC selector / MoA aggregator",
     )
     description: str = ""
-    route: RouteSpec | None = None
-    """Route each query to the top-k of ``pool`` (the endpoints' models must be the router's)."""
 
     @property
     def size(self) -> int:

@@ -113,27 +113,8 @@ class PresetRegistry:
         """The :class:`Fusion` for a preset (built once)."""
         fusion = self._fusions.get(name)
         if fusion is None:
-            spec = self.spec(name)
-            route = self.config.presets[name].route
-            fusion = spec.build() if route is None else self._routed(name, spec)
-            self._fusions[name] = fusion
+            fusion = self._fusions[name] = self.spec(name).build()
         return fusion
-
-    def _routed(self, name: str, spec: FusionSpec) -> Fusion:
-        """A preset with ``route = {...}``: a RoutedPool over the preset's endpoints."""
-        from .routing.pool import RoutedPool
-        from .routing.routers import load_router
-        from .routing.selector import CostAwareSelector
-
-        route = self.config.presets[name].route
-        assert route is not None
-        selector = CostAwareSelector(
-            load_router(route.router), route.scenario, k=route.k, budget_usd=route.budget_usd
-        )
-        backends = [self.backend(ref) for ref in self.config.presets[name].pool]
-        samples = spec.samples_per_member(len(backends))
-        pool = RoutedPool.from_backends(backends, selector, task=route.task, samples=samples)
-        return Fusion(pool, spec.aggregator(spec.fusor_backend), spec.policy(), params=spec.params)
 
     def params(self, name: str) -> dict[str, Any]:
         """The preset's default sampling parameters for candidates."""

@@ -63,3 +63,24 @@ def test_a_router_model_unknown_to_the_preset_is_named(router_file: Path, fake_u
         registry.fusion("routed")
     with pytest.raises(InvalidRequestError, match=r"route\.scenaro: Extra inputs"):
         load_config(_config(fake_url, router_file, list(PRICES), scenaro="balance"))
+
+
+async def test_fusion_spec_route_builds_a_routed_pool(
+    router_file: Path, fake: FakeOpenAIServer, fake_url: str
+) -> None:
+    from polyfuse import FusionSpec, OpenAIEndpoint
+    from polyfuse.routing import RoutedPool
+
+    backends = [OpenAIEndpoint(fake_url, m, api_key=None) for m in PRICES]
+    spec = FusionSpec(
+        pool=backends,
+        strategy="vote",
+        route={"router": str(router_file), "k": 2, "task": "poems"},
+    )
+    fusion = spec.build()
+    assert isinstance(fusion.pool, RoutedPool)
+    async with fusion:
+        result = await fusion.arun(query("poems", random.Random(9)))
+    chosen = result.metadata["routing"]["models"]
+    assert chosen[0] == "model-b" and len(chosen) == 2
+    assert {r["model"] for r in fake.requests} == set(chosen)

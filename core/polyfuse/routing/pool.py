@@ -96,16 +96,26 @@ class RoutedPool(Pool):
         samples: int = 1,
     ) -> RoutedPool:
         """A routed pool from backends matched to the router's models by their ``model`` id
-        (or, failing that, their ``name``) — e.g. the endpoints of a presets file; each chosen
-        model is sampled ``samples`` times."""
+        (or, failing that, their ``name``); each chosen model is sampled ``samples`` times."""
+        return cls.from_members(
+            [PoolMember(b, samples=samples) for b in backends], selector, task=task
+        )
+
+    @classmethod
+    def from_members(
+        cls, members: Sequence[PoolMember], selector: CostAwareSelector, *, task: str | None = None
+    ) -> RoutedPool:
+        """:meth:`from_backends` for pool members (each keeps its samples and parameters) —
+        how a :class:`~polyfuse.FusionSpec` with ``route`` builds its pool."""
         known = set(selector.router.models)
-        members: dict[str, Backend | PoolMember] = {}
-        for backend in backends:
+        by_model: dict[str, Backend | PoolMember] = {}
+        for member in members:
+            backend = member.backend
             key = backend.model if backend.model in known else backend.name
-            if key in members:
-                raise InvalidRequestError(f"two backends serve {key!r}; give each model one")
-            members[key] = PoolMember(backend, samples=samples)
-        return cls(members, selector, task=task)
+            if key in by_model:
+                raise InvalidRequestError(f"two pool members serve {key!r}; give each model one")
+            by_model[key] = member
+        return cls(by_model, selector, task=task)
 
     def __repr__(self) -> str:
         return (
