@@ -28,6 +28,7 @@ COMMANDS: list[str] = [
     "probe",
     "serve",
     "distill",
+    "eval",
     "route",
     "templates",
 ]
