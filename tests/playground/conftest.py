@@ -7,7 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playground_helpers import Served, make_upstream, polyfuse_serve, presets_config, write_toml
+from playground_helpers import (
+    EVAL_REPORT,
+    Served,
+    make_upstream,
+    polyfuse_serve,
+    presets_config,
+    write_toml,
+)
 
 from polyfuse.testing import FakeOpenAIServer
 
@@ -26,13 +33,16 @@ def upstream(_fake_switch: tuple[Any, str]) -> Iterator[FakeOpenAIServer]:
 def served(
     _fake_switch: tuple[Any, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Served]:
-    """``polyfuse serve`` on the playground presets, keys required."""
+    """``polyfuse serve`` on the playground presets, keys required, with an eval report."""
     folder = tmp_path_factory.mktemp("serve")
     config = presets_config(
         _fake_switch[1], server={"api_keys_env": "POLYFUSE_PLAYGROUND_TEST_KEYS"}
     )
     path = write_toml(config, folder / "presets.toml")
-    with polyfuse_serve(path, folder / "serve.log") as running:
+    eval_dir = folder / "eval-run"
+    eval_dir.mkdir()
+    (eval_dir / "report.html").write_text(EVAL_REPORT, encoding="utf-8")
+    with polyfuse_serve(path, folder / "serve.log", eval_dir=eval_dir) as running:
         yield running
 
 

@@ -61,6 +61,15 @@ def responder(body: dict[str, Any], index: int) -> FakeReply:
     return FakeReply(content=answers.get(model, f"{model} says hello"))
 
 
+# What the served eval report holds: markup that must not run (its CSP allows no script).
+EVAL_REPORT = (
+    "<!DOCTYPE html><html><head><title>polyfuse eval</title>"
+    "<style>h1 { color: rgb(200, 0, 0); }</style></head><body><h1>Eval report</h1>"
+    "<script>alert('report script')</script><img src=x onerror=\"alert('report img')\">"
+    "</body></html>"
+)
+
+
 def make_upstream() -> FakeOpenAIServer:
     """The fake upstream: "broken" always answers 500 (with a secret in its body) and "slow"
     does not answer for a minute."""
@@ -156,14 +165,17 @@ class Served:
 
 
 @contextlib.contextmanager
-def polyfuse_serve(config_path: Path, log_path: Path) -> Generator[Served, None, None]:
+def polyfuse_serve(
+    config_path: Path, log_path: Path, *, eval_dir: Path | None = None
+) -> Generator[Served, None, None]:
     """Run ``polyfuse serve`` (with API keys) on a free port of 127.0.0.1 until the block ends."""
     port = free_port()
+    extra = ["--eval-dir", str(eval_dir)] if eval_dir is not None else []
     env = {**os.environ, KEYS_ENV: API_KEY}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "polyfuse.cli", "serve", "--config", str(config_path)]
-            + ["--port", str(port)],
+            + ["--port", str(port), *extra],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

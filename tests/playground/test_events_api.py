@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from playground_helpers import (
     ANSWERS,
     API_KEY,
+    EVAL_REPORT,
     FUSED,
     LEAK_TRIGGER,
     UPSTREAM_SECRET,
@@ -358,3 +360,31 @@ def test_a_client_that_leaves_cancels_the_upstream_calls(
         assert next(lines) == "event: fusion.started"
         assert wait_until(lambda: upstream.active == 1)
     assert wait_until(lambda: upstream.active == 0 and upstream.disconnects == 1, timeout=30)
+
+
+# -- the eval report (--eval-dir)
+
+
+def test_the_eval_report_is_served_without_scripts(server: Served) -> None:
+    config = httpx.get(server.root_url + "/playground/config.json", timeout=30).json()
+    assert config == {"eval_report": "/eval"}
+    report = httpx.get(server.root_url + "/eval", timeout=30)
+    assert report.status_code == 200 and report.text == EVAL_REPORT
+    csp = report.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp
+
+
+def test_without_an_eval_dir_the_page_links_nothing(local_server: Callable[..., str]) -> None:
+    root = local_server()
+    assert httpx.get(root + "/playground/config.json", timeout=30).json() == {"eval_report": None}
+    assert httpx.get(root + "/eval", timeout=30).status_code == 404
+
+
+def test_an_eval_dir_without_a_report_says_how_to_make_one(
+    _fake_switch: tuple[Any, str], upstream: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    app = create_app(load_config(presets_config(_fake_switch[1])), eval_dir=tmp_path)
+    with serve(app, lifespan="on") as served:
+        response = httpx.get(served.root_url + "/eval", timeout=30)
+    assert response.status_code == 404
+    assert "polyfuse eval" in response.json()["error"]["message"]

@@ -22,7 +22,7 @@ from playground_helpers import (
     Served,
     wait_until,
 )
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from polyfuse.testing import FakeOpenAIServer, LatencyModel
 
@@ -296,6 +296,29 @@ def test_stop_cancels_the_run_and_its_upstream_calls(
     expect(page.get_by_test_id("pane-error")).to_have_text("stopped")
     assert wait_until(lambda: upstream.active == 0 and upstream.disconnects == 1)
     expect(page.locator("#send")).to_be_enabled()
+
+
+def test_the_eval_report_opens_from_the_page_and_runs_nothing(
+    watched: Watched, server: Served, upstream: FakeOpenAIServer
+) -> None:
+    page = open_playground(watched, server)
+    link = page.get_by_test_id("eval-link")
+    expect(link).to_have_attribute("href", "/eval")
+    report_dialogs: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        report_dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.context.on("dialog", on_dialog)
+    with page.context.expect_page() as opened:
+        link.click()
+    report = opened.value
+    report.wait_for_load_state("load")
+    expect(report.locator("h1")).to_have_text("Eval report")
+    expect(report.locator("h1")).to_have_css("color", "rgb(200, 0, 0)")  # its own styles apply
+    assert report.locator("script").count() == 1  # there, but the CSP keeps it from running
+    assert report_dialogs == []
 
 
 def test_compare_mode_runs_two_presets_at_once(

@@ -33,10 +33,22 @@ def serve_command(
         int | None,
         typer.Option(help="Port to bind (default: \\[server] port, else 8090; 0 = any free)."),
     ] = None,
+    eval_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval-dir",
+            help="A polyfuse eval output directory: the playground links its report.html, "
+            "served at /eval.",
+            exists=True,
+            file_okay=False,
+            dir_okay=True,
+        ),
+    ] = None,
 ) -> None:
     """Serve every preset as an OpenAI model named fusion/<preset>.
 
-    Point any OpenAI client at http://HOST:PORT/v1. Ctrl-C drains requests in flight.
+    Point any OpenAI client at http://HOST:PORT/v1, or a browser at http://HOST:PORT/ for the
+    fusion playground. Ctrl-C drains requests in flight.
     """
     missing = [name for name in _SERVER_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
@@ -45,7 +57,7 @@ def serve_command(
         )
     from ..server import run_server
 
-    run_server(config, host=host, port=port)
+    run_server(config, host=host, port=port, eval_dir=eval_dir)
 
 
 def register(app: typer.Typer) -> None:

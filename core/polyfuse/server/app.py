@@ -56,6 +56,8 @@ def _upstream_secrets(registry: PresetRegistry) -> list[str]:
 def create_app(
     presets: PresetRegistry | PresetsConfig | str | Path,
     settings: ServerSettings | None = None,
+    *,
+    eval_dir: Path | None = None,
 ) -> FastAPI:
     """Build the OpenAI-compatible fusion server.
 
@@ -63,6 +65,8 @@ def create_app(
         presets: a presets file, a parsed :class:`PresetsConfig`, or a :class:`PresetRegistry`
             (the app takes it over: it starts it on startup and closes it on shutdown).
         settings: server settings (default: the file's ``[server]`` table).
+        eval_dir: a ``polyfuse eval`` output directory whose ``report.html`` the playground
+            links and the server shows at ``GET /eval``.
 
     Routes: ``POST /v1/chat/completions``, ``POST /v1/fusion/events`` (the fusion's events
     as SSE), ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``, ``GET /metrics``
@@ -125,7 +129,7 @@ def create_app(
     async def events(request: Request) -> Response:
         return await fusion_events(request)
 
-    add_playground(app)
+    add_playground(app, eval_dir=eval_dir)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:

@@ -17,11 +17,23 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 
-__all__ = ["ASSETS", "CONTENT_SECURITY_POLICY", "PLAYGROUND_PATH", "STATIC_DIR", "add_playground"]
+from .chat import error_response
+from .errors import APIError
+
+__all__ = [
+    "ASSETS",
+    "CONTENT_SECURITY_POLICY",
+    "EVAL_PATH",
+    "PLAYGROUND_PATH",
+    "REPORT_CONTENT_SECURITY_POLICY",
+    "STATIC_DIR",
+    "add_playground",
+]
 
 PLAYGROUND_PATH = "/playground"
+EVAL_PATH = "/eval"
 STATIC_DIR = Path(__file__).parent / "static"
 
 ASSETS: dict[str, str] = {
@@ -33,6 +45,12 @@ ASSETS: dict[str, str] = {
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+# The eval report is one self-contained file: inline styles and data: images, no script at all.
+REPORT_CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
 )
 
 SECURITY_HEADERS: dict[str, str] = {
@@ -56,9 +74,33 @@ def _route(name: str, media_type: str) -> Callable[[], Awaitable[Response]]:
     return serve_file
 
 
-def add_playground(app: FastAPI) -> None:
-    """Serve the playground page at ``GET /`` and ``GET /playground``, and its two assets at
-    ``GET /playground/<name>``."""
+def _eval_report(eval_dir: Path) -> Callable[[], Awaitable[Response]]:
+    report = eval_dir / "report.html"
+
+    async def serve_report() -> Response:
+        if not report.is_file():
+            return error_response(
+                APIError(
+                    404,
+                    f"no eval report yet: {report} does not exist; run "
+                    f"'polyfuse eval ... --output {eval_dir}' to make it",
+                    code="no_eval_report",
+                )
+            )
+        headers = {**SECURITY_HEADERS, "Content-Security-Policy": REPORT_CONTENT_SECURITY_POLICY}
+        return FileResponse(report, media_type="text/html; charset=utf-8", headers=headers)
+
+    return serve_report
+
+
+def add_playground(app: FastAPI, *, eval_dir: Path | None = None) -> None:
+    """Serve the playground page at ``GET /`` and ``GET /playground``, its two assets at
+    ``GET /playground/<name>``, and what the page should link at
+    ``GET /playground/config.json``.
+
+    With ``eval_dir`` (a ``polyfuse eval`` output directory), its ``report.html`` is served at
+    ``GET /eval`` (script-free CSP) and the page links it; without, the page links nothing.
+    """
     page = _route("index.html", "text/html; charset=utf-8")
     app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
     app.add_api_route(PLAYGROUND_PATH, page, methods=["GET"], include_in_schema=False)
@@ -68,4 +110,16 @@ def add_playground(app: FastAPI) -> None:
             _route(name, media_type),
             methods=["GET"],
             include_in_schema=False,
+        )
+    config = {"eval_report": EVAL_PATH if eval_dir is not None else None}
+
+    async def page_config() -> Response:
+        return JSONResponse(config, headers=SECURITY_HEADERS)
+
+    app.add_api_route(
+        f"{PLAYGROUND_PATH}/config.json", page_config, methods=["GET"], include_in_schema=False
+    )
+    if eval_dir is not None:
+        app.add_api_route(
+            EVAL_PATH, _eval_report(eval_dir), methods=["GET"], include_in_schema=False
         )

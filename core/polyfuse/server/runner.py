@@ -73,7 +73,13 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def run_server(config: Path | str, *, host: str | None = None, port: int | None = None) -> None:
+def run_server(
+    config: Path | str,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    eval_dir: Path | None = None,
+) -> None:
     """Serve the presets in ``config`` until SIGINT/SIGTERM, then drain and return.
 
     On shutdown the server stops accepting connections and lets requests in flight finish
@@ -84,7 +90,7 @@ def run_server(config: Path | str, *, host: str | None = None, port: int | None 
         PolyfuseError: the server could not start (port taken, embedded model failed).
     """
     registry, settings = settings_for(config, host=host, port=port)
-    app = create_app(registry, settings)
+    app = create_app(registry, settings, eval_dir=eval_dir)
     _log_to_stderr(settings.log_level)
     server = _Server(
         uvicorn.Config(

@@ -34,6 +34,7 @@
     panes: $("panes"),
     history: $("history-list"),
     clearHistory: $("clear-history"),
+    evalSlot: $("eval-link-slot"),
   };
 
   // ---------------------------------------------------------------- small DOM helpers
@@ -642,6 +643,23 @@
     renderHistory();
   });
 
+  // ---------------------------------------------------------------- the eval report link
+
+  /** Links `polyfuse eval`'s report when the server was started with --eval-dir. */
+  async function linkEvalReport() {
+    try {
+      const response = await fetch("/playground/config.json");
+      if (!response.ok) return;
+      const config = await response.json();
+      if (typeof config.eval_report === "string" && /^\/(?!\/)/.test(config.eval_report)) {
+        ui.evalSlot.replaceChildren(el("a", { href: config.eval_report, target: "_blank", rel: "noopener", "data-testid": "eval-link", text: "eval report" }));
+      }
+    } catch (_) {
+      // no config: link nothing
+    }
+  }
+
   renderHistory();
   loadPresets();
+  linkEvalReport();
 })();
