@@ -107,4 +107,6 @@ def test_concurrent_first_downloads_share_one_verified_file(tmp_path: Path) -> N
     assert results == [tmp_path / GGUF_NAME] * 2
     digest = hashlib.sha256((tmp_path / GGUF_NAME).read_bytes()).hexdigest()
     assert digest == GGUF_SHA256
-    assert sorted(p.name for p in tmp_path.iterdir()) == [GGUF_NAME]  # no temp leftovers
+    # no temp leftovers: only the model and the (empty) lock file of its fetch remain
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".parts", GGUF_NAME]
+    assert [p.name for p in (tmp_path / ".parts").iterdir()] == ["smollm2-135m.lock"]
