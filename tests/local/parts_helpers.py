@@ -90,10 +90,11 @@ def use_find_links(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
 
 
 def leftovers(cache: Path) -> list[str]:
-    """Files in the cache other than finished models and lock files (should be none)."""
+    """Files in the cache other than finished models, their verification stamps and lock
+    files (should be none)."""
     found: list[str] = []
     for path in cache.rglob("*"):
-        if path.is_dir() or path.suffix == ".lock":
+        if path.is_dir() or path.suffix in (".lock", ".sha256"):
             continue
         if path.parent == cache and not path.name.startswith("."):
             continue  # a finished model

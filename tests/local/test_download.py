@@ -25,8 +25,8 @@ from parts_helpers import (
 )
 
 from polyfuse.errors import InvalidRequestError
-from polyfuse.local import LOCAL_MODELS, LocalModel, LocalModelError, model_gguf
-from polyfuse.local.download import fetch_model
+from polyfuse.local import LOCAL_MODELS, LocalModel, LocalModelError, _integrity, model_gguf
+from polyfuse.local.download import fetch_model, verification_stamp
 
 CHUNKS = [b"GGUF" + bytes(range(256)) * 40, os.urandom(9000), b"tail" * 500]
 
@@ -109,7 +109,8 @@ _INTERRUPTED = """
 import json, sys
 from pathlib import Path
 from polyfuse.local import LocalModelSpec, ModelPart
-from polyfuse.local.download import fetch_model
+from polyfuse.local import _integrity
+from polyfuse.local.download import fetch_model, verification_stamp
 
 raw = json.loads(sys.argv[1])
 spec = LocalModelSpec(**{**raw, "parts": tuple(ModelPart(**p) for p in raw["parts"])})
@@ -199,7 +200,8 @@ _WRITE_LIMITED = """
 import json, resource, signal, sys
 from pathlib import Path
 from polyfuse.local import LocalModelError, LocalModelSpec, ModelPart
-from polyfuse.local.download import fetch_model
+from polyfuse.local import _integrity
+from polyfuse.local.download import fetch_model, verification_stamp
 
 raw = json.loads(sys.argv[1])
 spec = LocalModelSpec(**{**raw, "parts": tuple(ModelPart(**p) for p in raw["parts"])})
@@ -278,6 +280,34 @@ def test_model_gguf_serves_catalog_names_and_rejects_corrupt_cache(
         model_gguf(spec.name, cache_dir=cache)
     assert not path.exists()
     assert model_gguf(spec.name, cache_dir=cache).read_bytes() == b"".join(CHUNKS)
+
+
+def test_a_verified_model_is_not_hashed_again_by_the_next_process(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    spec = build_model(tmp_path / "wheels", CHUNKS)
+    monkeypatch.setitem(LOCAL_MODELS, spec.name, spec)
+    use_find_links(monkeypatch, tmp_path / "wheels")
+    cache = tmp_path / "cache"
+    path = model_gguf(spec.name, cache_dir=cache)
+    stamp = verification_stamp(path)
+    assert json.loads(stamp.read_text())["sha256"] == spec.sha256
+    # a new process (no in-memory digests) trusts the stamp: the file is not read
+    monkeypatch.setattr(_integrity, "_digests", {})
+
+    def no_hashing(_: Path) -> str:
+        raise AssertionError("the stamped model was hashed again")
+
+    monkeypatch.setattr(_integrity, "sha256_file", no_hashing)
+    assert model_gguf(spec.name, cache_dir=cache) == path
+    # a file that changed (size or mtime) is hashed again, found corrupt and deleted
+    monkeypatch.undo()
+    monkeypatch.setitem(LOCAL_MODELS, spec.name, spec)
+    monkeypatch.setattr(_integrity, "_digests", {})
+    path.write_bytes(b"GGUF" + b"x" * 100)
+    with pytest.raises(LocalModelError, match="corrupt"):
+        model_gguf(spec.name, cache_dir=cache)
+    assert not path.exists() and not stamp.exists()
 
 
 def test_unknown_model_names_suggest_the_nearest() -> None:

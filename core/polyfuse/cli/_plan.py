@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from ..errors import InvalidRequestError
+from ..local.catalog import local_model_spec
 from ..presets import STRATEGIES, PresetsConfig, load_config
 
 __all__ = ["LOCAL_MAX_TOKENS", "AskOptions", "AskPlan", "plan_ask"]
@@ -125,6 +126,8 @@ def _from_flags(options: AskOptions) -> AskPlan:
             )
         if options.gguf is not None and options.local_model is not None:
             raise InvalidRequestError("give --gguf FILE or --local-model NAME, not both")
+        if options.local_model is not None:
+            local_model_spec(options.local_model)  # names the nearest model when misspelt
         endpoints[_LOCAL] = {
             "local": True,
             "gguf": str(options.gguf) if options.gguf else None,

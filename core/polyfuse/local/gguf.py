@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ._integrity import file_matches
 from .catalog import DEFAULT_LOCAL_MODEL, SMOLLM2_135M, LocalModelSpec, local_model_spec
-from .download import fetch_model
+from .download import fetch_model, verification_stamp
 from .errors import LocalModelError
 
 __all__ = [
@@ -143,10 +143,12 @@ def _installed_smollm2() -> Path | None:
 
 
 def _verify_cached(path: Path, spec: LocalModelSpec) -> None:
-    matches, actual = file_matches(path, spec.sha256)
+    stamp = verification_stamp(path)
+    matches, actual = file_matches(path, spec.sha256, stamp=stamp)
     if matches:
         return
     path.unlink(missing_ok=True)
+    stamp.unlink(missing_ok=True)
     raise LocalModelError(
         f"the cached model {str(path)!r} is corrupt (SHA-256 {actual[:12]}…, expected "
         f"{spec.sha256[:12]}…); it has been deleted, run again to download it afresh"
