@@ -184,7 +184,7 @@ def summary(path: Path) -> str:
     lines = [
         f"{len(records)} GSM8K test questions, model {records[0]['model'] if records else '?'}",
         "",
-        "| strategy | correct | accuracy | 95% CI (Wilson) | tokens / question |",
+        "| strategy | correct | accuracy | 95% CI (Wilson) | tokens / question (prompt + output) |",
         "|---|---|---|---|---|",
     ]
     for strategy in STRATEGIES:
