@@ -37,6 +37,12 @@ def main() -> None:
     )
     if not getattr(tokenizer, "chat_template", None):
         raise SystemExit(f"{name} carries no chat template; transformers serve needs one")
+    # the weights are dequantized in memory, but the model still says "GGUF-quantized", which
+    # save_pretrained refuses ("... is not serializable"): save it as the plain model it now is
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
