@@ -205,7 +205,8 @@ class Fusion:
         stream_answer: bool,
     ) -> FusionResult:
         started = time.perf_counter()
-        candidates = await sample_pool(self.pool, request, self.policy, emit)
+        pool = await self.pool.for_request(request)  # a routed pool picks its members here
+        candidates = await sample_pool(pool, request, self.policy, emit)
         usable = [c for c in candidates if c.ok]
         if len(usable) < self.policy.min_candidates:
             if not usable:
@@ -232,7 +233,7 @@ class Fusion:
         ctx = AggregationContext(
             request=request,
             candidates=usable,
-            pool=self.pool,
+            pool=pool,
             policy=self.policy,
             on_token=on_token if stream_answer else None,
         )
@@ -257,8 +258,9 @@ class Fusion:
             metadata={
                 "pool": repr(self.pool),
                 "aggregator": repr(self.aggregator),
-                "n": self.pool.size,
+                "n": pool.size,
                 "prompt_version": PROMPT_VERSION,
+                **pool.metadata,
             },
         )
 

@@ -54,7 +54,7 @@ from .fusion import Fusion
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 
-__all__ = ["SINGLE_MODEL_SAMPLES", "FusionOptions", "FusionSpec", "check_names"]
+__all__ = ["SINGLE_MODEL_SAMPLES", "FusionOptions", "FusionSpec", "RouteSpec", "check_names"]
 
 SINGLE_MODEL_SAMPLES = 3
 """Samples drawn from a pool of one model when ``n`` is not given (a panel gets 1 each)."""
@@ -64,6 +64,39 @@ _CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "strategy": ("strategy", STRATEGIES),
     "vote_extract": ("vote extractor", VOTE_EXTRACTORS),
 }
+
+
+class RouteSpec(BaseModel):
+    """Query-level routing: ask, per query, only the ``k`` pool models a router chooses.
+
+    In a presets file: ``route = { router = "routers/router-knn.npz", scenario = "balance",
+    k = 2 }``. The pool's backends must be the router's models (matched by ``model`` id, else
+    by name); see :class:`polyfuse.routing.RoutedPool` (needs ``polyfuse[routing]``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    router: str = Field(min_length=1)
+    """The router file (.npz) written by ``polyfuse route train``."""
+    scenario: str = "performance-first"
+    """``performance-first``, ``balance`` or ``cost-first``."""
+    k: int = Field(default=1, ge=1)
+    """Models asked per query."""
+    budget_usd: float | None = Field(default=None, gt=0)
+    """The most the chosen models may cost together per query (estimated)."""
+    task: str | None = None
+    """The queries' task, when known."""
+
+    def routed_pool(self, pool: Pool) -> Pool:
+        """``pool`` as a :class:`~polyfuse.routing.RoutedPool` over the same members."""
+        from .routing.pool import RoutedPool
+        from .routing.routers import load_router
+        from .routing.selector import CostAwareSelector
+
+        selector = CostAwareSelector(
+            load_router(self.router), self.scenario, k=self.k, budget_usd=self.budget_usd
+        )
+        return RoutedPool.from_members(pool.members, selector, task=self.task)
 
 
 class FusionOptions(BaseModel):
@@ -98,6 +131,8 @@ class FusionOptions(BaseModel):
     """What ``vote`` compares across candidates."""
     moa_layers: int = Field(default=2, ge=1)
     """Layers of Mixture-of-Agents (the last one is the aggregator)."""
+    route: RouteSpec | None = None
+    """Ask, per query, only the pool models a router chooses (see :class:`RouteSpec`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -202,6 +237,8 @@ class FusionSpec(FusionOptions):
     def build(self) -> Fusion:
         """The :class:`~polyfuse.Fusion` these settings describe."""
         pool = self.make_pool()
+        if self.route is not None:
+            pool = self.route.routed_pool(pool)
         self.check_quorum(pool.size)
         return Fusion(pool, self.aggregator(self.fusor_backend), self.policy(), params=self.params)
 

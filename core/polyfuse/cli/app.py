@@ -28,6 +28,9 @@ COMMANDS: list[str] = [
     "probe",
     "serve",
     "distill",
+    "eval",
+    "route",
+    "templates",
 ]
 """Command modules of :mod:`polyfuse.cli` (each exposes ``register(app)``), in help order."""
 
