@@ -57,4 +57,4 @@ run() {  # name, dataset, rows, extra args...
 }
 run gsm8k.jsonl gsm8k "${GSM8K_N:-200}"
 run mbpp.jsonl mbpp "${MBPP_N:-100}"
-run mt_bench mt-bench "${MTBENCH_N:-80}" --judge greedy
+run mt_bench/question.jsonl mt-bench "${MTBENCH_N:-80}" --judge greedy
