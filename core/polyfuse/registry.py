@@ -65,7 +65,13 @@ class PresetRegistry:
             if spec.local:
                 from .local import LocalModel
 
-                model = LocalModel(spec.gguf, slots=self._slots_for(name), name=name)
+                model = LocalModel(
+                    spec.gguf,
+                    model=spec.local_model,
+                    slots=self._slots_for(name),
+                    name=name,
+                    show_progress=True,  # a first use downloads the model: say so on stderr
+                )
                 model.start()
                 self._local_models[name] = model
                 self._backends[name] = model.endpoint(**spec.endpoint_settings())

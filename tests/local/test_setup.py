@@ -107,4 +107,9 @@ def test_concurrent_first_downloads_share_one_verified_file(tmp_path: Path) -> N
     assert results == [tmp_path / GGUF_NAME] * 2
     digest = hashlib.sha256((tmp_path / GGUF_NAME).read_bytes()).hexdigest()
     assert digest == GGUF_SHA256
-    assert sorted(p.name for p in tmp_path.iterdir()) == [GGUF_NAME]  # no temp leftovers
+    # no temp leftovers: the model, its fetch's (empty) lock file and its verification stamp
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".parts", GGUF_NAME]
+    assert sorted(p.name for p in (tmp_path / ".parts").iterdir()) == [
+        f"{GGUF_NAME}.sha256",
+        "smollm2-135m.lock",
+    ]

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from ..errors import InvalidRequestError
+from ..local.catalog import local_model_spec
 from ..messages import SamplingParams
 from ..presets import PresetsConfig, load_config
 from ..spec import FusionOptions
@@ -47,6 +48,7 @@ class AskOptions:
     fusor: str | None = None
     fusor_model: str | None = None
     gguf: Path | None = None
+    local_model: str | None = None
     config: Path | None = None
     preset: str | None = None
     temperature: float | None = None
@@ -84,9 +86,13 @@ class AskPlan:
     params: dict[str, Any]
 
     @property
-    def default_model_needed(self) -> bool:
-        """True when an endpoint is the embedded model with its default GGUF."""
-        return any(spec.local and not spec.gguf for spec in self.config.endpoints.values())
+    def local_models(self) -> list[str | None]:
+        """The catalog models the plan serves (``None``: the default), to fetch before start."""
+        return [
+            spec.local_model
+            for spec in self.config.endpoints.values()
+            if spec.local and not spec.gguf
+        ]
 
 
 def plan_ask(options: AskOptions) -> AskPlan:
@@ -129,8 +135,10 @@ def _from_flags(options: AskOptions) -> AskPlan:
         raise InvalidRequestError("--preset needs --config FILE (the presets file)")
     endpoints: dict[str, dict[str, Any]] = {}
     if options.endpoints:
-        if options.gguf is not None:
-            raise InvalidRequestError("--gguf is for the embedded model; drop it or --endpoint")
+        if options.gguf is not None or options.local_model is not None:
+            raise InvalidRequestError(
+                "--gguf and --local-model are for the embedded model; drop them or --endpoint"
+            )
         for name, url, model in _members(options):
             endpoints[name] = _remote(url, model, options.api_key)
     else:
@@ -138,7 +146,15 @@ def _from_flags(options: AskOptions) -> AskPlan:
             raise InvalidRequestError(
                 "--model needs --endpoint URL (without --endpoint, the embedded model answers)"
             )
-        endpoints[_LOCAL] = {"local": True, "gguf": str(options.gguf) if options.gguf else None}
+        if options.gguf is not None and options.local_model is not None:
+            raise InvalidRequestError("give --gguf FILE or --local-model NAME, not both")
+        if options.local_model is not None:
+            local_model_spec(options.local_model)  # names the nearest model when misspelt
+        endpoints[_LOCAL] = {
+            "local": True,
+            "gguf": str(options.gguf) if options.gguf else None,
+            "local_model": options.local_model,
+        }
     pool = list(endpoints)
     fusor = _flag_fusor(options, endpoints)
     flags = options.fusion_overrides()
@@ -211,10 +227,10 @@ def _flag_fusor(options: AskOptions, endpoints: dict[str, dict[str, Any]]) -> st
 
 def _from_file(options: AskOptions) -> AskPlan:
     assert options.config is not None
-    if options.endpoints or options.models or options.gguf is not None:
+    if options.endpoints or options.models or options.gguf is not None or options.local_model:
         raise InvalidRequestError(
-            "--endpoint, --model and --gguf cannot be combined with --config; "
-            "define endpoints in the presets file"
+            "--endpoint, --model, --gguf and --local-model cannot be combined with --config; "
+            "define endpoints in the presets file (local_model = NAME for the embedded model)"
         )
     config = load_config(options.config)
     name = options.preset or _only_preset(config, options.config)

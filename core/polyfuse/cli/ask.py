@@ -12,7 +12,8 @@ import typer
 from pydantic import SecretStr
 
 from ..errors import InvalidRequestError
-from ..local.gguf import default_gguf
+from ..local.catalog import DEFAULT_LOCAL_MODEL, LOCAL_MODELS
+from ..local.gguf import model_gguf
 from ..presets import STRATEGIES, PresetRegistry
 from ._output import err_console
 from ._plan import LOCAL_MAX_TOKENS, AskOptions, AskPlan, plan_ask
@@ -88,6 +89,15 @@ def ask_command(
             show_default=False,
         ),
     ] = None,
+    local_model: Annotated[
+        str | None,
+        typer.Option(
+            "--local-model",
+            help=f"The embedded model: {' | '.join(LOCAL_MODELS)} (default "
+            f"{DEFAULT_LOCAL_MODEL}; others are downloaded on first use).",
+            show_default=False,
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="A presets TOML file.", show_default=False)
     ] = None,
@@ -135,6 +145,7 @@ def ask_command(
             fusor=fusor,
             fusor_model=fusor_model,
             gguf=gguf,
+            local_model=local_model,
             config=config,
             preset=preset,
             temperature=temperature,
@@ -163,8 +174,8 @@ def read_question(argument: str | None) -> str:
 
 async def _run(plan: AskPlan, question: str, *, show_candidates: bool, json_output: bool) -> None:
     err = err_console()
-    if plan.default_model_needed:
-        await asyncio.to_thread(default_gguf, show_progress=err.is_terminal)
+    for name in plan.local_models:  # download on first use, with progress on stderr
+        await asyncio.to_thread(model_gguf, name, show_progress=True)
     registry = PresetRegistry(plan.config)
     uses_local = any(spec.local for spec in plan.config.endpoints.values())
     starting = (

