@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from .adaptive import AdaptiveSampling
 from .aggregators import (
     Aggregate,
     AggregationContext,
@@ -52,6 +53,7 @@ from .events import (
     FusionEvent,
 )
 from .fusion import Fusion
+from .hedging import HedgedBackend, HedgeSettings
 from .messages import (
     AssistantMessage,
     ChatRequest,
@@ -66,7 +68,14 @@ from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 from .prompts import PromptTemplate, load_prompt
 from .redaction import LOG_FILTER
-from .results import AggregationRecord, CallRecord, Candidate, ErrorInfo, FusionResult
+from .results import (
+    AggregationRecord,
+    CallRecord,
+    Candidate,
+    ErrorInfo,
+    FusionResult,
+    SamplingRecord,
+)
 from .spec import FusionOptions, FusionSpec
 from .timeouts import TimeoutLike
 from .usage import Usage, UsageByRole
@@ -79,6 +88,10 @@ logging.getLogger("polyfuse").addHandler(logging.NullHandler())
 logging.getLogger("polyfuse").addFilter(LOG_FILTER)
 
 __all__ = [
+    "AdaptiveSampling",
+    "HedgeSettings",
+    "HedgedBackend",
+    "SamplingRecord",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",

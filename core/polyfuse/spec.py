@@ -25,7 +25,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import (
@@ -52,6 +52,7 @@ from .aggregators.strategies import (
 from .backends.base import Backend
 from .errors import InvalidRequestError
 from .fusion import Fusion
+from .hedging import HedgeBudget, HedgedBackend, HedgeSettings
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 
@@ -112,6 +113,10 @@ class FusionOptions(BaseModel):
     answer extractor decides agreement), ``on`` (also near-identical text), ``off``."""
     consensus_similarity: float = Field(default=0.9, gt=0.0, le=1.0)
     """Word 3-gram agreement at which texts count as near-identical (``consensus="on"``)."""
+    hedge: HedgeSettings | None = None
+    """Duplicate a call (candidate or aggregator) with no first token after ``after`` seconds,
+    take the first answer, cancel the other; ``budget`` caps the extra calls as a fraction of
+    the calls made (``{"after": 2.0, "budget": 0.25}``; see :mod:`polyfuse.hedging`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -225,13 +230,18 @@ class FusionSpec(FusionOptions):
         """The :class:`~polyfuse.Fusion` these settings describe."""
         pool = self.make_pool()
         self.check_quorum(pool.size)
+        fusor = self.fusor_backend
+        if self.hedge is not None:
+            wrap = _hedger(self.hedge)
+            pool = Pool([PoolMember(wrap(m.backend), m.samples, m.params) for m in pool.members])
+            fusor = wrap(fusor)
         if self.adaptive is not None and self.quorum is not None:
             raise InvalidRequestError(
                 "adaptive sampling and quorum both decide when to stop sampling; set only one"
             )
         return Fusion(
             pool,
-            self.aggregator(self.fusor_backend),
+            self.aggregator(fusor),
             self.policy(),
             params=self.params,
             adaptive=self.adaptive,
@@ -248,6 +258,19 @@ def check_names(given: Iterable[str], known: Iterable[str], *, where: str) -> No
     unknown = [name for name in given if name not in choices]
     if unknown:
         raise InvalidRequestError(f"invalid {where}: {unknown_names(unknown, choices)}")
+
+
+def _hedger(settings: HedgeSettings) -> Callable[[Backend], Backend]:
+    """Wraps each distinct backend once, all sharing one :class:`HedgeBudget`."""
+    budget = HedgeBudget(fraction=settings.budget)
+    wrapped: dict[int, Backend] = {}
+
+    def wrap(backend: Backend) -> Backend:
+        if id(backend) not in wrapped:
+            wrapped[id(backend)] = HedgedBackend(backend, after=settings.after, budget=budget)
+        return wrapped[id(backend)]
+
+    return wrap
 
 
 def _accepted_names(model: type[BaseModel]) -> set[str]:

@@ -1,0 +1,211 @@
+"""Hedged calls ("The Tail at Scale", Dean & Barroso 2013): duplicate a call that is late.
+
+:class:`HedgedBackend` wraps any backend. When a call has produced no first token (a stream) or
+no answer (a plain request) after ``after`` seconds, it sends the same request again — to the
+same backend or to a named ``fallback`` — takes whichever answers first and cancels the other
+(its stream or request is closed, so the server stops generating). Both calls are counted in
+the winner's usage: the cancelled one as a call whose usage is unknown
+(``calls_without_usage``), a failed one as a call. A shared :class:`HedgeBudget` caps the extra
+calls at a fraction of the calls made. A failing hedge never fails the call: the other one's
+answer (or error) stands.
+
+Set it for a whole fusion with ``FusionOptions.hedge`` (``{"after": 2.0, "budget": 0.25}``):
+every pool member and the aggregating model are wrapped, sharing one budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .backends.base import Backend, Completion, StreamDelta
+from .messages import ChatRequest
+from .usage import Usage
+
+__all__ = ["HedgeBudget", "HedgeSettings", "HedgedBackend"]
+
+_T = TypeVar("_T")
+
+
+class HedgeSettings(BaseModel):
+    """The hedging setting (``FusionOptions.hedge``).
+
+    Args:
+        after: seconds without a first token (or answer) after which a duplicate is sent.
+        budget: the most extra calls, as a fraction of the calls made (0.25: one hedge per
+            four calls at most).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: float = Field(gt=0)
+    budget: float = Field(default=0.25, ge=0, le=1)
+
+
+@dataclass
+class HedgeBudget:
+    """Counts calls and hedges; a hedge is allowed while ``hedges < fraction * calls``."""
+
+    fraction: float = 0.25
+    calls: int = 0
+    hedges: int = 0
+    hedge_wins: int = 0
+    hedge_failures: int = 0
+
+    def take(self) -> bool:
+        """Reserve one extra call if the budget allows it."""
+        if self.hedges + 1 > self.fraction * self.calls:
+            return False
+        self.hedges += 1
+        return True
+
+
+class HedgedBackend:
+    """A backend whose late calls get a duplicate; see the module docstring.
+
+    Args:
+        backend: the backend to call.
+        after: seconds without a first token (stream) or answer (plain request) before hedging.
+        fallback: where the duplicate goes (default: ``backend`` itself).
+        budget: a :class:`HedgeBudget` shared by several wrappers (default: a new one, 0.25).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        after: float,
+        fallback: Backend | None = None,
+        budget: HedgeBudget | None = None,
+    ) -> None:
+        self.backend = backend
+        self.after = after
+        self.fallback = fallback or backend
+        self.budget = budget if budget is not None else HedgeBudget()
+        # What polyfuse learns about ``n`` is kept here, starting from the wrapped backend's.
+        self.supports_n: bool | None = backend.supports_n
+
+    @property
+    def name(self) -> str:
+        """The wrapped backend's name."""
+        return self.backend.name
+
+    @property
+    def model(self) -> str:
+        """The wrapped backend's model."""
+        return self.backend.model
+
+    def __repr__(self) -> str:
+        return f"HedgedBackend({self.backend!r}, after={self.after:g})"
+
+    async def aclose(self) -> None:
+        """Close the wrapped backend (and the fallback)."""
+        await self.backend.aclose()
+        if self.fallback is not self.backend:
+            await self.fallback.aclose()
+
+    async def complete(self, request: ChatRequest, *, n: int = 1) -> list[Completion]:
+        """Complete ``request``; a duplicate goes out if no answer came after ``after``."""
+        self.budget.calls += 1
+        winner, extra = await self._race(
+            lambda: self.backend.complete(request, n=n),
+            lambda: self.fallback.complete(request, n=n),
+        )
+        if extra.calls and winner:
+            winner[0] = replace(winner[0], usage=winner[0].usage + extra)
+        return winner
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
+        """Stream ``request``; a duplicate goes out if no first token came after ``after``."""
+        self.budget.calls += 1
+        primary = self.backend.stream(request)
+        streams: dict[int, AsyncIterator[StreamDelta]] = {0: primary}
+
+        def start_hedge() -> Awaitable[tuple[StreamDelta | None, AsyncIterator[StreamDelta]]]:
+            hedge = self.fallback.stream(request)
+            streams[1] = hedge
+            return _first_delta(hedge)
+
+        try:
+            (first, stream), extra = await self._race(lambda: _first_delta(primary), start_hedge)
+            counted = False
+            if first is not None:
+                counted = first.usage is not None
+                yield _with_usage(first, extra)
+            async for delta in stream:
+                counted = counted or delta.usage is not None
+                yield _with_usage(delta, extra)
+            if extra.calls and not counted:
+                # The winner reported no usage: still count both calls.
+                yield StreamDelta(usage=Usage.missing() + extra)
+        finally:
+            for other in streams.values():
+                with contextlib.suppress(Exception):
+                    await other.aclose()  # type: ignore[attr-defined]
+
+    async def _race(
+        self, primary: Callable[[], Awaitable[_T]], hedge: Callable[[], Awaitable[_T]]
+    ) -> tuple[_T, Usage]:
+        """The first successful result, and the usage of the call that lost (if any)."""
+        first: asyncio.Task[_T] = asyncio.ensure_future(primary())
+        try:
+            done, _ = await asyncio.wait({first}, timeout=self.after)
+        except BaseException:
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            raise
+        if done or not self.budget.take():
+            return await first, Usage()
+        second = asyncio.ensure_future(hedge())
+        racers = {first, second}
+        failed = Usage()
+        try:
+            while racers:
+                done, _ = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=lambda t: t is not first):
+                    racers.discard(task)
+                    if task.exception() is not None:
+                        failed = failed + Usage(calls=1)
+                        if task is second:
+                            self.budget.hedge_failures += 1
+                        continue
+                    if task is second:
+                        self.budget.hedge_wins += 1
+                    # The loser: still running (cancelled now, usage unknown) or failed.
+                    loser = Usage.missing() if racers else Usage()
+                    await _cancel(racers)
+                    return task.result(), failed + loser
+            # Both failed: the primary's error stands.
+            exc = first.exception()
+            assert exc is not None
+            raise exc
+        finally:
+            await _cancel(racers)
+
+
+async def _first_delta(
+    stream: AsyncIterator[StreamDelta],
+) -> tuple[StreamDelta | None, AsyncIterator[StreamDelta]]:
+    """Read until the first content or tool call (empty deltas are kept in order)."""
+    async for delta in stream:
+        if delta.content or delta.tool_calls or delta.usage is not None or delta.finish_reason:
+            return delta, stream
+    return None, stream
+
+
+def _with_usage(delta: StreamDelta, extra: Usage) -> StreamDelta:
+    if delta.usage is None or not extra.calls:
+        return delta
+    return replace(delta, usage=delta.usage + extra)
+
+
+async def _cancel(tasks: set[asyncio.Task[_T]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    tasks.clear()
