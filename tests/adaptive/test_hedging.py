@@ -9,9 +9,11 @@ import pytest
 
 from polyfuse import FusionSpec, OpenAIEndpoint
 from polyfuse.backends.base import StreamAccumulator
+from polyfuse.errors import APIStatusError
 from polyfuse.hedging import HedgeBudget, HedgedBackend
 from polyfuse.messages import ChatRequest
-from polyfuse.testing import FakeOpenAIServer, Fault
+from polyfuse.testing import FakeOpenAIServer, Fault, FunctionBackend
+from polyfuse.testing.backends import Reply
 
 SLOW = 60.0  # the straggler: far longer than any test may take
 AFTER = 0.3  # hedge threshold
@@ -119,3 +121,20 @@ async def test_a_fusion_hedges_its_fusor(
     assert result.usage.aggregator.calls == 2
     assert result.usage.aggregator.calls_without_usage == 1
     await _disconnected(fake, 1)
+
+
+async def test_when_both_fail_the_primarys_error_stands() -> None:
+    calls: list[int] = []
+
+    async def reply(request: ChatRequest) -> Reply:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            await asyncio.sleep(2 * AFTER)  # late, then fails
+            return APIStatusError("primary broke", endpoint="f", status_code=404)
+        return APIStatusError("hedge broke", endpoint="f", status_code=400)
+
+    hedged = HedgedBackend(FunctionBackend(reply), after=AFTER, budget=HedgeBudget(1.0))
+    with pytest.raises(APIStatusError) as raised:
+        await hedged.complete(ChatRequest.build("hello"))
+    assert raised.value.status_code == 404
+    assert len(calls) == 2 and hedged.budget.hedge_failures == 1
