@@ -13,9 +13,11 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from ..backends.base import Backend
+from ..errors import PolyfuseError
 from ..messages import ChatRequest, SamplingParams
 from ..prompts import PromptTemplate, load_prompt
 from ..results import CallRecord, Candidate, ErrorInfo
+from ..transport import HTTPTransport, JSONCaller, RetryPolicy, Timeouts, Transport
 from ..usage import Usage
 from ._render import render_candidate_body, render_conversation
 from .base import call_model
@@ -145,7 +147,20 @@ class RewardModelScorer:
 
     By default POSTs ``{"messages": [...], "responses": ["...", ...]}`` (plus ``model`` when
     given) to ``url`` and reads ``{"scores": [...]}`` or a bare list; pass ``build_payload`` and
-    ``parse_scores`` to speak another server's dialect.
+    ``parse_scores`` to speak another server's dialect. Calls go through polyfuse's transport
+    with its retry policy (429/5xx/connection failures retried ``max_retries`` times with
+    backoff); a failure is recorded on the call (its ``error``), and the candidates get no
+    score.
+
+    Args:
+        url: where to POST.
+        model: sent as ``model`` when given.
+        api_key: sent as a bearer token (never logged).
+        timeout: seconds to connect, write, and wait for each read.
+        build_payload / parse_scores: the request and answer shapes.
+        name: the label in call records.
+        max_retries: retries for retryable failures.
+        transport: where requests go (default :class:`polyfuse.transport.HTTPTransport`).
     """
 
     def __init__(
@@ -158,6 +173,8 @@ class RewardModelScorer:
         build_payload: PayloadBuilder | None = None,
         parse_scores: ScoreParser | None = None,
         name: str = "reward-model",
+        max_retries: int = 2,
+        transport: Transport | None = None,
     ) -> None:
         self.url = url
         self.model = model
@@ -166,32 +183,43 @@ class RewardModelScorer:
         self.build_payload = build_payload or _default_payload
         self.parse_scores = parse_scores or _default_parse
         self.name = name
+        headers: dict[str, str] = {}
+        if self.api_key is not None:
+            headers["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        self._caller = JSONCaller(
+            transport or HTTPTransport(),
+            "POST",
+            url,
+            endpoint=name,
+            headers=headers,
+            timeouts=Timeouts(connect=timeout, read=timeout, write=timeout),
+            policy=RetryPolicy(max_retries=max_retries),
+        )
 
     async def score(self, request: ChatRequest, candidates: Sequence[Candidate]) -> ScoreResult:
         """Score all candidates in one request."""
-        import httpx  # here, not at module level: importing httpx costs ~20 MB of memory
-
         payload = dict(self.build_payload(request, candidates))
         if self.model is not None:
             payload.setdefault("model", self.model)
-        headers = {}
-        if self.api_key is not None:
-            headers["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
         started = time.perf_counter()
         call = CallRecord(role="judge", backend=self.name, model=self.model, usage=Usage.missing())
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(self.url, json=payload, headers=headers)
-            response.raise_for_status()
-            scores = list(self.parse_scores(response.json()))
+            data = await self._caller(payload)
+            scores = list(self.parse_scores(data))
             if len(scores) != len(candidates):
                 raise ValueError(f"got {len(scores)} scores for {len(candidates)} candidates")
-        except (httpx.HTTPError, ValueError) as exc:
+            values: list[float | None] = [float(s) for s in scores]
+        except (PolyfuseError, ValueError, TypeError) as exc:
             call.error = ErrorInfo.from_exception(exc)
+            call.retries = call.error.retries
             call.latency_s = time.perf_counter() - started
             return ScoreResult(scores=[None] * len(candidates), calls=[call])
         call.latency_s = time.perf_counter() - started
-        return ScoreResult(scores=[float(s) for s in scores], calls=[call])
+        return ScoreResult(scores=values, calls=[call])
+
+    async def aclose(self) -> None:
+        """Close the running loop's connections."""
+        await self._caller.aclose()
 
 
 class FunctionScorer:
