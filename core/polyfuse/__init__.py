@@ -88,13 +88,10 @@ logging.getLogger("polyfuse").addHandler(logging.NullHandler())
 logging.getLogger("polyfuse").addFilter(LOG_FILTER)
 
 __all__ = [
-    "AdaptiveSampling",
-    "HedgeSettings",
-    "HedgedBackend",
-    "SamplingRecord",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveSampling",
     "Aggregate",
     "AggregationContext",
     "AggregationError",
@@ -126,6 +123,8 @@ __all__ = [
     "FusionOptions",
     "FusionResult",
     "FusionSpec",
+    "HedgeSettings",
+    "HedgedBackend",
     "InvalidRequestError",
     "LLMJudge",
     "MajorityVote",
@@ -145,6 +144,7 @@ __all__ = [
     "RewardModelScorer",
     "SamplingOptions",
     "SamplingParams",
+    "SamplingRecord",
     "ScoreResult",
     "Scorer",
     "ServerError",
