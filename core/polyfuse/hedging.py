@@ -9,6 +9,11 @@ the winner's usage: the cancelled one as a call whose usage is unknown
 calls at a fraction of the calls made. A failing hedge never fails the call: the other one's
 answer (or error) stands.
 
+With ``percentile`` set (e.g. 95), the threshold follows the endpoint: once
+``MIN_OBSERVATIONS`` calls were seen, it is that percentile of the observed times to first token
+(streams) or to the answer (plain requests) over the last ``WINDOW`` calls; ``after`` holds until
+then.
+
 Set it for a whole fusion with ``FusionOptions.hedge`` (``{"after": 2.0, "budget": 0.25}``):
 every pool member and the aggregating model are wrapped, sharing one budget.
 """
@@ -17,6 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -27,7 +35,12 @@ from .backends.base import Backend, Completion, StreamDelta
 from .messages import ChatRequest
 from .usage import Usage
 
-__all__ = ["HedgeBudget", "HedgeSettings", "HedgedBackend"]
+__all__ = ["MIN_OBSERVATIONS", "WINDOW", "HedgeBudget", "HedgeSettings", "HedgedBackend"]
+
+MIN_OBSERVATIONS = 20
+"""Calls observed before a ``percentile`` threshold replaces the fixed ``after``."""
+WINDOW = 200
+"""How many recent calls a ``percentile`` threshold is computed over."""
 
 _T = TypeVar("_T")
 
@@ -36,15 +49,19 @@ class HedgeSettings(BaseModel):
     """The hedging setting (``FusionOptions.hedge``).
 
     Args:
-        after: seconds without a first token (or answer) after which a duplicate is sent.
+        after: seconds without a first token (or answer) after which a duplicate is sent (with
+            ``percentile``: until enough calls were observed).
         budget: the most extra calls, as a fraction of the calls made (0.25: one hedge per
             four calls at most).
+        percentile: follow the endpoint: hedge after this percentile of its observed times
+            to first token (e.g. 95).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     after: float = Field(gt=0)
     budget: float = Field(default=0.25, ge=0, le=1)
+    percentile: float | None = Field(default=None, gt=0, lt=100)
 
 
 @dataclass
@@ -73,6 +90,8 @@ class HedgedBackend:
         after: seconds without a first token (stream) or answer (plain request) before hedging.
         fallback: where the duplicate goes (default: ``backend`` itself).
         budget: a :class:`HedgeBudget` shared by several wrappers (default: a new one, 0.25).
+        percentile: hedge after this percentile of the observed times to first token
+            (streams) or answer (plain requests) once ``MIN_OBSERVATIONS`` calls were seen.
     """
 
     def __init__(
@@ -82,9 +101,15 @@ class HedgedBackend:
         after: float,
         fallback: Backend | None = None,
         budget: HedgeBudget | None = None,
+        percentile: float | None = None,
     ) -> None:
         self.backend = backend
         self.after = after
+        self.percentile = percentile
+        self.observed: dict[str, deque[float]] = {
+            "stream": deque(maxlen=WINDOW),
+            "complete": deque(maxlen=WINDOW),
+        }
         self.fallback = fallback or backend
         self.budget = budget if budget is not None else HedgeBudget()
         # What polyfuse learns about ``n`` is kept here, starting from the wrapped backend's.
@@ -99,6 +124,14 @@ class HedgedBackend:
     def model(self) -> str:
         """The wrapped backend's model."""
         return self.backend.model
+
+    def threshold(self, kind: str) -> float:
+        """Seconds before hedging a ``stream`` or ``complete`` call, as of now."""
+        seen = self.observed[kind]
+        if self.percentile is None or len(seen) < MIN_OBSERVATIONS:
+            return self.after
+        cuts = statistics.quantiles(seen, n=1000, method="inclusive")
+        return cuts[min(998, max(0, round(self.percentile * 10) - 1))]
 
     def __repr__(self) -> str:
         return f"HedgedBackend({self.backend!r}, after={self.after:g})"
@@ -115,6 +148,7 @@ class HedgedBackend:
         winner, extra = await self._race(
             lambda: self.backend.complete(request, n=n),
             lambda: self.fallback.complete(request, n=n),
+            kind="complete",
         )
         if extra.calls and winner:
             winner[0] = replace(winner[0], usage=winner[0].usage + extra)
@@ -132,7 +166,9 @@ class HedgedBackend:
             return _first_delta(hedge)
 
         try:
-            (first, stream), extra = await self._race(lambda: _first_delta(primary), start_hedge)
+            (first, stream), extra = await self._race(
+                lambda: _first_delta(primary), start_hedge, kind="stream"
+            )
             counted = False
             if first is not None:
                 counted = first.usage is not None
@@ -149,12 +185,24 @@ class HedgedBackend:
                     await other.aclose()  # type: ignore[attr-defined]
 
     async def _race(
-        self, primary: Callable[[], Awaitable[_T]], hedge: Callable[[], Awaitable[_T]]
+        self,
+        primary: Callable[[], Awaitable[_T]],
+        hedge: Callable[[], Awaitable[_T]],
+        *,
+        kind: str,
     ) -> tuple[_T, Usage]:
         """The first successful result, and the usage of the call that lost (if any)."""
+        started = time.perf_counter()
         first: asyncio.Task[_T] = asyncio.ensure_future(primary())
+        first.add_done_callback(
+            lambda task: (
+                None
+                if task.cancelled() or task.exception() is not None
+                else self.observed[kind].append(time.perf_counter() - started)
+            )
+        )
         try:
-            done, _ = await asyncio.wait({first}, timeout=self.after)
+            done, _ = await asyncio.wait({first}, timeout=self.threshold(kind))
         except BaseException:
             first.cancel()
             await asyncio.gather(first, return_exceptions=True)

@@ -267,7 +267,9 @@ def _hedger(settings: HedgeSettings) -> Callable[[Backend], Backend]:
 
     def wrap(backend: Backend) -> Backend:
         if id(backend) not in wrapped:
-            wrapped[id(backend)] = HedgedBackend(backend, after=settings.after, budget=budget)
+            wrapped[id(backend)] = HedgedBackend(
+                backend, after=settings.after, budget=budget, percentile=settings.percentile
+            )
         return wrapped[id(backend)]
 
     return wrap

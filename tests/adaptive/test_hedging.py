@@ -10,7 +10,7 @@ import pytest
 from polyfuse import FusionSpec, OpenAIEndpoint
 from polyfuse.backends.base import StreamAccumulator
 from polyfuse.errors import APIStatusError
-from polyfuse.hedging import HedgeBudget, HedgedBackend
+from polyfuse.hedging import MIN_OBSERVATIONS, HedgeBudget, HedgedBackend
 from polyfuse.messages import ChatRequest
 from polyfuse.testing import FakeOpenAIServer, Fault, FunctionBackend
 from polyfuse.testing.backends import Reply
@@ -138,3 +138,25 @@ async def test_when_both_fail_the_primarys_error_stands() -> None:
         await hedged.complete(ChatRequest.build("hello"))
     assert raised.value.status_code == 404
     assert len(calls) == 2 and hedged.budget.hedge_failures == 1
+
+
+async def test_a_percentile_threshold_follows_the_endpoint() -> None:
+    calls: list[int] = []
+
+    async def reply(request: ChatRequest) -> Reply:
+        calls.append(len(calls))
+        if len(calls) == MIN_OBSERVATIONS + 1:
+            await asyncio.Event().wait()  # this one never answers
+        return "fine"
+
+    hedged = HedgedBackend(
+        FunctionBackend(reply), after=100.0, budget=HedgeBudget(1.0), percentile=95
+    )
+    assert hedged.threshold("complete") == 100.0
+    for _ in range(MIN_OBSERVATIONS):
+        await hedged.complete(ChatRequest.build("hello"))
+    assert hedged.threshold("complete") < 5.0
+    assert hedged.threshold("stream") == 100.0  # streams are observed separately
+    # the fixed 100 s would outlast this bound; the observed p95 hedges at once
+    [completion] = await asyncio.wait_for(hedged.complete(ChatRequest.build("hello")), 30)
+    assert completion.content == "fine" and hedged.budget.hedges == 1
