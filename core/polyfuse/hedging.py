@@ -160,19 +160,19 @@ class HedgedBackend:
         primary = self.backend.stream(request)
         streams: dict[int, AsyncIterator[StreamDelta]] = {0: primary}
 
-        def start_hedge() -> Awaitable[tuple[StreamDelta | None, AsyncIterator[StreamDelta]]]:
+        def start_hedge() -> Awaitable[tuple[list[StreamDelta], AsyncIterator[StreamDelta]]]:
             hedge = self.fallback.stream(request)
             streams[1] = hedge
             return _first_delta(hedge)
 
         try:
-            (first, stream), extra = await self._race(
+            (read, stream), extra = await self._race(
                 lambda: _first_delta(primary), start_hedge, kind="stream"
             )
             counted = False
-            if first is not None:
-                counted = first.usage is not None
-                yield _with_usage(first, extra)
+            for delta in read:
+                counted = counted or delta.usage is not None
+                yield _with_usage(delta, extra)
             async for delta in stream:
                 counted = counted or delta.usage is not None
                 yield _with_usage(delta, extra)
@@ -238,12 +238,14 @@ class HedgedBackend:
 
 async def _first_delta(
     stream: AsyncIterator[StreamDelta],
-) -> tuple[StreamDelta | None, AsyncIterator[StreamDelta]]:
-    """Read until the first content or tool call (empty deltas are kept in order)."""
+) -> tuple[list[StreamDelta], AsyncIterator[StreamDelta]]:
+    """Every delta up to the first with content, a tool call, a finish reason or usage."""
+    read: list[StreamDelta] = []
     async for delta in stream:
+        read.append(delta)
         if delta.content or delta.tool_calls or delta.usage is not None or delta.finish_reason:
-            return delta, stream
-    return None, stream
+            break
+    return read, stream
 
 
 def _with_usage(delta: StreamDelta, extra: Usage) -> StreamDelta:

@@ -161,3 +161,17 @@ def test_adaptive_and_quorum_are_exclusive() -> None:
 def test_a_bad_adaptive_setting_is_named() -> None:
     with pytest.raises(InvalidRequestError, match="confidence"):
         FusionSpec(pool=[ScriptedBackend({"candidate": "1"})], adaptive={"confidence": 2})
+
+
+def test_streamed_events_carry_pool_indices() -> None:
+    from polyfuse.events import CandidateFinished, CandidateStarted, FusionDone
+
+    model = ScriptedBackend({"candidate": ["1", "2", "3", "3", "3", "3"]})
+    fusion = FusionSpec(pool=[model], n=6, strategy="vote", adaptive={"first": 2}).build()
+    events = list(fusion.stream("q"))
+    started = [e.index for e in events if isinstance(e, CandidateStarted)]
+    finished = [e.candidate.index for e in events if isinstance(e, CandidateFinished)]
+    done = events[-1]
+    assert isinstance(done, FusionDone) and done.result.sampling is not None
+    used = done.result.sampling.samples_used
+    assert sorted(started) == sorted(finished) == list(range(used))
