@@ -238,12 +238,13 @@ class Fusion:
         stream_answer: bool,
     ) -> FusionResult:
         started = time.perf_counter()
+        pool = await self.pool.for_request(request)  # a routed pool picks its members here
         sampling: SamplingRecord | None = None
         if self.adaptive is None:
-            candidates = await sample_pool(self.pool, request, self.policy, emit)
+            candidates = await sample_pool(pool, request, self.policy, emit)
         else:
             candidates, sampling = await sample_adaptive(
-                self.pool,
+                pool,
                 request.for_role("candidate"),
                 self.policy,
                 self.adaptive,
@@ -276,7 +277,7 @@ class Fusion:
         ctx = AggregationContext(
             request=request,
             candidates=usable,
-            pool=self.pool,
+            pool=pool,
             policy=self.policy,
             on_token=on_token if stream_answer else None,
         )
@@ -303,7 +304,7 @@ class Fusion:
                 update={
                     "saved": saved_usage(
                         usable,
-                        self.pool.size - len(candidates),
+                        pool.size - len(candidates),
                         aggregator_skipped=shortcut is not None,
                     )
                 }
@@ -313,8 +314,9 @@ class Fusion:
             metadata={
                 "pool": repr(self.pool),
                 "aggregator": repr(self.aggregator),
-                "n": self.pool.size,
+                "n": pool.size,
                 "prompt_version": PROMPT_VERSION,
+                **pool.metadata,
             },
             sampling=sampling,
         )

@@ -110,6 +110,16 @@ class Pool:
         parts = ", ".join(f"{m.backend.name}×{m.samples}" for m in self.members)
         return f"Pool([{parts}])"
 
+    async def for_request(self, request: ChatRequest) -> Pool:
+        """The pool that samples ``request``: this one (a routed pool picks members per query;
+        see :class:`polyfuse.routing.RoutedPool`)."""
+        return self
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What a fusion records about this pool in its result's ``metadata`` (e.g. routing)."""
+        return {}
+
     async def sample(
         self,
         messages: str | Sequence[MessageInput] | ChatRequest,
@@ -127,7 +137,8 @@ class Pool:
         request = (
             messages if isinstance(messages, ChatRequest) else ChatRequest.build(messages, **params)
         )
-        return await sample_pool(self, request, policy or QuorumPolicy(), on_event)
+        pool = await self.for_request(request)
+        return await sample_pool(pool, request, policy or QuorumPolicy(), on_event)
 
     async def aclose(self) -> None:
         """Close every backend's connections for the running loop."""

@@ -44,7 +44,7 @@ from ._validation import describe_validation_error
 from .aggregators.strategies import STRATEGIES, Strategy, build_aggregator
 from .backends.base import Backend
 from .errors import InvalidRequestError
-from .spec import FusionOptions, FusionSpec
+from .spec import FusionOptions, FusionSpec, RouteSpec
 from .timeouts import endpoint_timeouts
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ __all__ = [
     "PresetRegistry",
     "PresetSpec",
     "PresetsConfig",
+    "RouteSpec",
     "Strategy",
     "TimeoutTable",
     "build_aggregator",

@@ -56,7 +56,7 @@ from .hedging import HedgeBudget, HedgedBackend, HedgeSettings
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 
-__all__ = ["SINGLE_MODEL_SAMPLES", "FusionOptions", "FusionSpec", "check_names"]
+__all__ = ["SINGLE_MODEL_SAMPLES", "FusionOptions", "FusionSpec", "RouteSpec", "check_names"]
 
 SINGLE_MODEL_SAMPLES = 3
 """Samples drawn from a pool of one model when ``n`` is not given (a panel gets 1 each)."""
@@ -67,6 +67,39 @@ _CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "vote_extract": ("vote extractor", VOTE_EXTRACTORS),
     "answer_extract": ("answer extractor", VOTE_EXTRACTORS),
 }
+
+
+class RouteSpec(BaseModel):
+    """Query-level routing: ask, per query, only the ``k`` pool models a router chooses.
+
+    In a presets file: ``route = { router = "routers/router-knn.npz", scenario = "balance",
+    k = 2 }``. The pool's backends must be the router's models (matched by ``model`` id, else
+    by name); see :class:`polyfuse.routing.RoutedPool` (needs ``polyfuse[routing]``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    router: str = Field(min_length=1)
+    """The router file (.npz) written by ``polyfuse route train``."""
+    scenario: str = "performance-first"
+    """``performance-first``, ``balance`` or ``cost-first``."""
+    k: int = Field(default=1, ge=1)
+    """Models asked per query."""
+    budget_usd: float | None = Field(default=None, gt=0)
+    """The most the chosen models may cost together per query (estimated)."""
+    task: str | None = None
+    """The queries' task, when known."""
+
+    def routed_pool(self, pool: Pool) -> Pool:
+        """``pool`` as a :class:`~polyfuse.routing.RoutedPool` over the same members."""
+        from .routing.pool import RoutedPool
+        from .routing.routers import load_router
+        from .routing.selector import CostAwareSelector
+
+        selector = CostAwareSelector(
+            load_router(self.router), self.scenario, k=self.k, budget_usd=self.budget_usd
+        )
+        return RoutedPool.from_members(pool.members, selector, task=self.task)
 
 
 class FusionOptions(BaseModel):
@@ -106,7 +139,7 @@ class FusionOptions(BaseModel):
     (default: ``vote_extract`` for ``vote``; for other strategies none, i.e. open-ended text)."""
     adaptive: AdaptiveSampling | None = None
     """Sample in rounds and stop once the answers are settled, up to ``n`` per member
-    (``{"first": 2, "step": 1, "confidence": 0.95, "agreement": 0.8}``; see
+    (``{"first": 3, "step": 1, "confidence": 0.8, "agreement": 0.8}``; see
     :mod:`polyfuse.adaptive`). Default: draw every sample at once."""
     consensus: ConsensusMode = "auto"
     """Skip the fusor/judge/USC selector when the candidates agree: ``auto`` (only when an
@@ -117,6 +150,8 @@ class FusionOptions(BaseModel):
     """Duplicate a call (candidate or aggregator) with no first token after ``after`` seconds,
     take the first answer, cancel the other; ``budget`` caps the extra calls as a fraction of
     the calls made (``{"after": 2.0, "budget": 0.25}``; see :mod:`polyfuse.hedging`)."""
+    route: RouteSpec | None = None
+    """Ask, per query, only the pool models a router chooses (see :class:`RouteSpec`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -229,12 +264,14 @@ class FusionSpec(FusionOptions):
     def build(self) -> Fusion:
         """The :class:`~polyfuse.Fusion` these settings describe."""
         pool = self.make_pool()
-        self.check_quorum(pool.size)
         fusor = self.fusor_backend
         if self.hedge is not None:
             wrap = _hedger(self.hedge)
             pool = Pool([PoolMember(wrap(m.backend), m.samples, m.params) for m in pool.members])
             fusor = wrap(fusor)
+        if self.route is not None:
+            pool = self.route.routed_pool(pool)
+        self.check_quorum(pool.size)
         if self.adaptive is not None and self.quorum is not None:
             raise InvalidRequestError(
                 "adaptive sampling and quorum both decide when to stop sampling; set only one"

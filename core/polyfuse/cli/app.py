@@ -29,6 +29,8 @@ COMMANDS: list[str] = [
     "serve",
     "distill",
     "eval",
+    "route",
+    "templates",
 ]
 """Command modules of :mod:`polyfuse.cli` (each exposes ``register(app)``), in help order."""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .._validation import describe_validation_error
 from ..errors import InvalidRequestError
 
 __all__ = ["ROUTING_LOG_VERSION", "RoutingRecord", "read_routing_log", "write_routing_log"]
@@ -27,7 +28,9 @@ class RoutingRecord(BaseModel):
     ``score`` is the task metric in [0, 1] (1 = correct for verifiable tasks); ``judge_score``
     is an optional LLM judge's score in [0, 1], used to break ties between equally correct
     answers when thought templates are selected. ``cost_usd`` is None when no price is known
-    (never an invented zero); token counts are None when the source did not record them.
+    (never an invented zero); token counts are None when the source did not record them, and
+    ``cost_estimated`` is True when the loader estimated them (see
+    :func:`polyfuse.routing.load_llmrouter`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -45,6 +48,8 @@ class RoutingRecord(BaseModel):
     cost_usd: float | None = Field(default=None, ge=0.0)
     latency_s: float | None = Field(default=None, ge=0.0)
     source: str | None = None
+    cost_estimated: bool | None = None
+    """True when ``cost_usd`` (and the token counts) were estimated, not measured."""
 
 
 def write_routing_log(
@@ -70,7 +75,12 @@ def read_routing_log(path: str | Path) -> Iterator[RoutingRecord]:
                 continue
             try:
                 yield RoutingRecord.model_validate(json.loads(line))
-            except (json.JSONDecodeError, ValidationError) as exc:
+            except ValidationError as exc:
+                problem = describe_validation_error(exc, hints={"missing": "missing column"})
+                raise InvalidRequestError(
+                    f"{source}:{number}: not a routing record ({problem})"
+                ) from exc
+            except json.JSONDecodeError as exc:
                 raise InvalidRequestError(
                     f"{source}:{number}: not a routing record ({_first_line(exc)})"
                 ) from exc

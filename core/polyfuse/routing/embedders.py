@@ -1,0 +1,303 @@
+"""Query embedders for routers and thought templates, pluggable.
+
+* :class:`WordLlamaEmbedder` (default): ``wordllama``'s static token embeddings (256 dims, MIT),
+  whose weights ship inside the wheel — it works offline on a fresh machine, embeds thousands
+  of queries per second on one core, and adds well under a millisecond to routing one query.
+  Chosen over sentence-transformers models because those need torch and a model download.
+* :class:`OpenAIEmbedder`: any OpenAI-compatible ``/v1/embeddings`` endpoint (vLLM, llama.cpp,
+  Ollama, TEI, hosted APIs).
+* :class:`LocalModelEmbedder`: polyfuse's embedded llama.cpp model started with
+  ``embeddings=True``.
+
+Every embedder returns L2-normalised float32 rows, so a dot product is a cosine similarity, and
+has an ``id`` that names the model; :class:`EmbeddingCache` keys stored vectors by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import weakref
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+from pydantic import SecretStr
+
+from ..backends._wire import error_message, retry_after_seconds
+from ..errors import (
+    APIConnectionError,
+    APITimeoutError,
+    BackendError,
+    InvalidRequestError,
+    ProtocolError,
+    status_error_for,
+)
+
+if TYPE_CHECKING:
+    from ..local import LocalModel
+
+__all__ = [
+    "Embedder",
+    "Matrix",
+    "LocalModelEmbedder",
+    "OpenAIEmbedder",
+    "WordLlamaEmbedder",
+    "load_wordllama",
+    "normalize_rows",
+]
+
+Matrix = npt.NDArray[np.float32]
+"""A 2-D float32 array: one row per text."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors (one row per text)."""
+
+    @property
+    def id(self) -> str:
+        """Names the model and its settings; vectors from different ids never mix."""
+        ...
+
+    async def aembed(self, texts: list[str]) -> Matrix:
+        """Embed ``texts``; returns an array of shape ``(len(texts), dims)``."""
+        ...
+
+
+def normalize_rows(vectors: npt.ArrayLike) -> Matrix:
+    """Scale each row to unit length (zero rows stay zero)."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2:
+        raise InvalidRequestError(f"expected a 2-D array of embeddings, got shape {matrix.shape}")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def load_wordllama(config: str = "l2_supercat", dim: int = 256) -> Any:
+    """Load ``wordllama`` from the weights inside its wheel; never downloads."""
+    try:
+        import wordllama
+    except ImportError:
+        raise InvalidRequestError(
+            "the default embedder needs wordllama: pip install 'polyfuse[routing]'"
+        ) from None
+    package = Path(wordllama.__file__).parent
+    try:
+        return wordllama.WordLlama.load(
+            config=config, dim=dim, cache_dir=package, disable_download=True
+        )
+    except (FileNotFoundError, ValueError, AttributeError) as exc:
+        raise InvalidRequestError(
+            f"wordllama has no offline weights for config={config!r} dim={dim} ({exc}); "
+            "use config='l2_supercat' with dim=256, whose weights ship in the wheel"
+        ) from None
+
+
+class WordLlamaEmbedder:
+    """The default, offline embedder: ``wordllama`` (weights in its wheel).
+
+    Args:
+        config: the wordllama configuration (``l2_supercat`` ships in the wheel).
+        dim: vector size (256 ships in the wheel).
+    """
+
+    def __init__(self, config: str = "l2_supercat", dim: int = 256) -> None:
+        self.config = config
+        self.dim = dim
+        self._model = load_wordllama(config, dim)
+
+    @property
+    def id(self) -> str:
+        """``wordllama:<config>:<dim>``."""
+        return f"wordllama:{self.config}:{self.dim}"
+
+    def embed(self, texts: list[str]) -> Matrix:
+        """Embed synchronously (pure CPU; microseconds per text)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return normalize_rows(self._model.embed(texts, norm=False))
+
+    async def aembed(self, texts: list[str]) -> Matrix:
+        """Embed ``texts`` (runs inline: it is faster than a thread hop)."""
+        return self.embed(texts)
+
+    def __repr__(self) -> str:
+        return f"WordLlamaEmbedder({self.config!r}, dim={self.dim})"
+
+
+class OpenAIEmbedder:
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint, over httpx.
+
+    Args:
+        base_url: the API root, e.g. ``http://127.0.0.1:8080/v1``.
+        model: the model name sent with each request (part of :attr:`id`).
+        api_key: sent as a bearer token; kept as a ``SecretStr``, never logged or shown.
+        batch_size: texts per request.
+        timeout: seconds per request.
+        max_retries: retries for 429/5xx, timeouts and dropped connections (with backoff,
+            honouring ``Retry-After``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | SecretStr | None = None,
+        batch_size: int = 64,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise InvalidRequestError(
+                f"base_url must start with http:// or https:// (got {base_url!r})"
+            )
+        if batch_size < 1 or max_retries < 0 or timeout <= 0:
+            raise InvalidRequestError("batch_size >= 1, max_retries >= 0 and timeout > 0 needed")
+        self.base_url = base_url.strip().rstrip("/")
+        self.model = model
+        self.api_key = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
+        self._clients = weakref.WeakKeyDictionary()
+
+    @property
+    def id(self) -> str:
+        """``openai:<base_url>:<model>``."""
+        return f"openai:{self.base_url}:{self.model}"
+
+    def __repr__(self) -> str:
+        return f"OpenAIEmbedder({self.base_url!r}, model={self.model!r})"
+
+    @property
+    def _label(self) -> str:
+        return f"embeddings:{self.model}"
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            headers = {"content-type": "application/json"}
+            if self.api_key is not None:
+                headers["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+            client = httpx.AsyncClient(headers=headers, timeout=self.timeout)
+            self._clients[loop] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the running event loop."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
+
+    async def aembed(self, texts: list[str]) -> Matrix:
+        """Embed ``texts`` in batches of :attr:`batch_size`."""
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            rows.extend(await self._batch(texts[start : start + self.batch_size]))
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        return normalize_rows(rows)
+
+    async def _batch(self, texts: list[str]) -> list[list[float]]:
+        body = {"model": self.model, "input": texts, "encoding_format": "float"}
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self._post(body, len(texts))
+            except BackendError as exc:
+                if not exc.retryable or attempt >= self.max_retries:
+                    raise
+                wait = getattr(exc, "retry_after", None)
+                await asyncio.sleep(
+                    wait if wait is not None else 0.5 * 2**attempt * random.random()
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post(self, body: dict[str, Any], expected: int) -> list[list[float]]:
+        try:
+            response = await self._client().post(f"{self.base_url}/embeddings", json=body)
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(
+                f"timed out ({type(exc).__name__})", endpoint=self._label
+            ) from None
+        except httpx.TransportError as exc:
+            raise APIConnectionError(
+                f"cannot reach {self.base_url} ({type(exc).__name__})", endpoint=self._label
+            ) from None
+        if response.status_code >= 400:
+            message, decoded = error_message(response.content, response.status_code)
+            raise status_error_for(
+                response.status_code,
+                message,
+                endpoint=self._label,
+                body=decoded,
+                retry_after=retry_after_seconds(response.headers.get("retry-after")),
+            )
+        return _parse_embeddings(response, expected, self._label)
+
+
+def _parse_embeddings(response: httpx.Response, expected: int, label: str) -> list[list[float]]:
+    try:
+        data = response.json()
+    except ValueError:
+        raise ProtocolError("the embeddings response is not JSON", endpoint=label) from None
+    items = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(items, list) or len(items) != expected:
+        got = len(items) if isinstance(items, list) else "no"
+        raise ProtocolError(
+            f"asked for {expected} embeddings, got {got} 'data' items", endpoint=label
+        )
+    entries: list[Any] = list(items)
+    ordered = sorted(entries, key=_index_of)
+    vectors: list[list[float]] = []
+    for item in ordered:
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if isinstance(vector, list) and vector and isinstance(vector[0], list):
+            raise ProtocolError(
+                "the server returned one vector per token; start it with pooling "
+                "(llama.cpp: --pooling mean)",
+                endpoint=label,
+            )
+        if not isinstance(vector, list) or not vector:
+            raise ProtocolError("an embedding is missing or empty", endpoint=label)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector):
+            raise ProtocolError("an embedding holds non-numbers", endpoint=label)
+        vectors.append([float(x) for x in vector])
+    if len({len(v) for v in vectors}) > 1:
+        raise ProtocolError("the embeddings have different lengths", endpoint=label)
+    return vectors
+
+
+def _index_of(item: Any) -> int:
+    index = item.get("index", 0) if isinstance(item, dict) else 0
+    return index if isinstance(index, int) else 0
+
+
+class LocalModelEmbedder(OpenAIEmbedder):
+    """The embedded llama.cpp model in embeddings mode.
+
+    Example::
+
+        with LocalModel(embeddings=True) as local:
+            embedder = LocalModelEmbedder(local)
+    """
+
+    def __init__(self, model: LocalModel, *, batch_size: int = 16) -> None:
+        if not model.embeddings:
+            raise InvalidRequestError(
+                "the local model does not serve embeddings; start it with "
+                "LocalModel(embeddings=True)"
+            )
+        super().__init__(model.base_url, model.model, batch_size=batch_size)
+
+    @property
+    def id(self) -> str:
+        """``local:<model>`` (the port changes between runs; the model does not)."""
+        return f"local:{self.model}"

@@ -1,0 +1,104 @@
+"""The OpenAI-compatible and local-model embedders, against real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from polyfuse.errors import InvalidRequestError, ProtocolError, RateLimitError
+from polyfuse.routing import LocalModelEmbedder, OpenAIEmbedder
+from polyfuse.testing import serve
+
+
+class EmbeddingServer:
+    """A minimal /v1/embeddings app: a text's vector is its length and vowel count."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.fail_next: int | None = None
+        self.per_token = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = json.loads(b"".join(chunks))
+        self.bodies.append(body)
+        self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
+        if self.fail_next is not None:
+            status, self.fail_next = self.fail_next, None
+            payload = {"error": {"message": "slow down"}}
+            await self._send(send, status, payload, [(b"retry-after", b"0")])
+            return
+        data = []
+        for i, text in enumerate(body["input"]):
+            vector = [float(len(text)), float(sum(c in "aeiou" for c in text)) + 1.0]
+            data.append({"index": i, "embedding": [vector] if self.per_token else vector})
+        await self._send(send, 200, {"data": data[::-1]}, [])  # out of order on purpose
+
+    @staticmethod
+    async def _send(send: Any, status: int, payload: Any, extra: list[Any]) -> None:
+        raw = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json"), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": raw})
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[EmbeddingServer, str]]:
+    app = EmbeddingServer()
+    with serve(app) as served:
+        yield app, served.base_url
+
+
+async def test_openai_embedder_batches_orders_normalises_and_retries(
+    server: tuple[EmbeddingServer, str],
+) -> None:
+    app, url = server
+    embedder = OpenAIEmbedder(url, "emb", api_key="sk-secret", batch_size=2, max_retries=1)
+    assert embedder.id == f"openai:{url}:emb" and "sk-secret" not in repr(embedder)
+    app.fail_next = 429
+    vectors = await embedder.aembed(["aa", "bbbb", "ccccc"])
+    assert vectors.shape == (3, 2) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    expected = np.array([2.0, 3.0]) / np.linalg.norm([2.0, 3.0])
+    np.testing.assert_allclose(vectors[0], expected, rtol=1e-6)
+    assert [b["input"] for b in app.bodies] == [["aa", "bbbb"], ["aa", "bbbb"], ["ccccc"]]
+    assert app.headers[0]["authorization"] == "Bearer sk-secret"
+    app.fail_next = 429
+    with pytest.raises(RateLimitError):
+        await OpenAIEmbedder(url, "emb", max_retries=0).aembed(["x"])
+    app.per_token = True
+    with pytest.raises(ProtocolError, match="pooling"):
+        await embedder.aembed(["x"])
+    await embedder.aclose()
+
+
+def test_embedder_settings_are_checked() -> None:
+    with pytest.raises(InvalidRequestError, match="http"):
+        OpenAIEmbedder("127.0.0.1:8000", "m")
+
+
+@pytest.mark.local_model
+async def test_the_embedded_model_embeds_queries() -> None:
+    from polyfuse.local import LocalModel
+
+    with LocalModel(slots=1, ctx_per_slot=512, embeddings=True, name="embed") as model:
+        embedder = LocalModelEmbedder(model)
+        vectors = await embedder.aembed(["What is 2 + 2?", "What is 3 + 3?", "Write a poem."])
+        await embedder.aclose()
+    assert embedder.id.startswith("local:") and vectors.shape[0] == 3
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # two sums are closer to each other than to a poem
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    with pytest.raises(InvalidRequestError, match="embeddings=True"):
+        LocalModelEmbedder(LocalModel(slots=1, name="chat"))  # checked before it is started
