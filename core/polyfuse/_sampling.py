@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from .backends.base import Completion, StreamAccumulator
 from .errors import APIStatusError, PolyfuseError
-from .events import CandidateFailed, CandidateFinished, CandidateStarted, FusionEvent
+from .events import (
+    CandidateCancelled,
+    CandidateFailed,
+    CandidateFinished,
+    CandidateStarted,
+    CandidateToken,
+    FusionEvent,
+)
 from .messages import ChatRequest, SamplingParams
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
@@ -38,7 +45,9 @@ class _Job:
         return len(self.indices) > 1
 
 
-async def _call(job: _Job, stream: bool) -> list[Completion]:
+async def _call(
+    job: _Job, stream: bool, on_text: Callable[[str], None] | None = None
+) -> list[Completion]:
     backend = job.member.backend
     job.started = time.perf_counter()
     if not stream:
@@ -50,6 +59,8 @@ async def _call(job: _Job, stream: bool) -> list[Completion]:
             if acc.ttft_s is None and (delta.content or delta.tool_calls):
                 acc.ttft_s = time.perf_counter() - job.started
             acc.add(delta)
+            if on_text is not None and delta.content:
+                on_text(delta.content)
     finally:
         await iterator.aclose()  # type: ignore[attr-defined]
     return [acc.completion(time.perf_counter() - job.started)]
@@ -82,11 +93,21 @@ class _Sampler:
         base_seed = params.seed
         seeds = [None if base_seed is None else base_seed + i for i in indices]
         job = _Job(member, indices, self._request_for(params, seeds[0]), seeds)
-        task = asyncio.ensure_future(_call(job, self.policy.stream_candidates))
+        stream = self.policy.stream_candidates
+        task = asyncio.ensure_future(_call(job, stream, self._token_emitter(indices, stream)))
         self.tasks[task] = job
         if self.emit is not None:
             for index in indices:
                 self.emit(CandidateStarted(index=index, backend=member.backend.name))
+
+    def _token_emitter(self, indices: list[int], stream: bool) -> Callable[[str], None] | None:
+        """Emits a streamed candidate's text as :class:`CandidateToken` events (one index:
+        streaming requests are never batched)."""
+        emit = self.emit
+        if emit is None or not stream or len(indices) != 1:
+            return None
+        index = indices[0]
+        return lambda delta: emit(CandidateToken(index=index, delta=delta))
 
     def _params_for(self, member: PoolMember) -> SamplingParams:
         if not member.params.model_fields_set:
@@ -135,19 +156,26 @@ class _Sampler:
             self.emit(CandidateFinished(candidate))
 
     def _record_failure(
-        self, job: _Job, index: int, seed: int | None, error: ErrorInfo, *, cancelled: bool
+        self,
+        job: _Job,
+        index: int,
+        seed: int | None,
+        error: ErrorInfo,
+        *,
+        cancelled: str | None = None,
     ) -> None:
+        """Record a failed candidate, or one ``cancelled`` for a reason ("quorum", "deadline")."""
         backend = job.member.backend
         candidate = Candidate.model_construct(
             index=index,
             backend=backend.name,
             model=backend.model,
-            status="cancelled" if cancelled else "failed",
+            status="failed" if cancelled is None else "cancelled",
             content=None,
             tool_calls=None,
             finish_reason=None,
             # A cancelled call may have generated tokens we will never hear about.
-            usage=Usage.missing() if cancelled else Usage(calls=1),
+            usage=Usage(calls=1) if cancelled is None else Usage.missing(),
             latency_s=time.perf_counter() - job.started if job.started else None,
             ttft_s=None,
             seed=seed,
@@ -156,7 +184,11 @@ class _Sampler:
         )
         self.candidates[index] = candidate
         if self.emit is not None:
-            self.emit(CandidateFailed(candidate))
+            self.emit(
+                CandidateFailed(candidate)
+                if cancelled is None
+                else CandidateCancelled(candidate, reason=cancelled)
+            )
 
     def _finish(self, task: asyncio.Task[list[Completion]]) -> None:
         job = self.tasks.pop(task)
@@ -204,14 +236,14 @@ class _Sampler:
             logger.warning("candidate call to %s raised %r", backend.name, exc, exc_info=exc)
         info = ErrorInfo.from_exception(exc)
         for index, seed in zip(job.indices, job.seeds, strict=False):
-            self._record_failure(job, index, seed, info, cancelled=False)
+            self._record_failure(job, index, seed, info)
 
     def _respawn(self, job: _Job, indices: list[int]) -> None:
         params = self._params_for(job.member)
         for index in indices:
             self._spawn(job.member, [index], params)
 
-    async def _cancel_rest(self, reason: str) -> None:
+    async def _cancel_rest(self, cause: str, reason: str) -> None:
         pending = list(self.tasks)
         for task in pending:
             task.cancel()
@@ -226,7 +258,7 @@ class _Sampler:
                 self._finish(task)
                 continue
             for index, seed in zip(job.indices, job.seeds, strict=False):
-                self._record_failure(job, index, seed, info, cancelled=True)
+                self._record_failure(job, index, seed, info, cancelled=cause)
 
     async def run(self) -> list[Candidate]:
         self.start()
@@ -245,13 +277,17 @@ class _Sampler:
                 if not self.tasks:
                     break
                 if policy.quorum is not None and self.successes >= policy.quorum:
-                    await self._cancel_rest(f"cancelled: quorum of {policy.quorum} reached")
+                    await self._cancel_rest(
+                        "quorum", f"cancelled: quorum of {policy.quorum} reached"
+                    )
                 elif (
                     deadline_at is not None
                     and time.perf_counter() >= deadline_at
                     and self.successes >= policy.min_candidates
                 ):
-                    await self._cancel_rest(f"cancelled: deadline of {policy.deadline}s passed")
+                    await self._cancel_rest(
+                        "deadline", f"cancelled: deadline of {policy.deadline}s passed"
+                    )
         finally:
             if self.tasks:  # we were cancelled ourselves: stop every upstream call
                 pending = list(self.tasks)

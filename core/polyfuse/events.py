@@ -11,9 +11,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AggregationStarted",
     "AnswerRestarted",
+    "CandidateCancelled",
     "CandidateFailed",
     "CandidateFinished",
     "CandidateStarted",
+    "CandidateToken",
     "FusedToken",
     "FusionDone",
     "FusionEvent",
@@ -29,6 +31,19 @@ class CandidateStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class CandidateToken:
+    """A piece of one candidate's text as it streams in.
+
+    Emitted only when candidates are sampled with streaming requests
+    (``QuorumPolicy(stream_candidates=True)``); a candidate that fails after some tokens is
+    followed by :class:`CandidateFailed`, and its tokens are not part of any answer.
+    """
+
+    index: int
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
 class CandidateFinished:
     """A candidate answered."""
 
@@ -40,6 +55,17 @@ class CandidateFailed:
     """A candidate failed or was cancelled (``candidate.status`` says which)."""
 
     candidate: Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateCancelled(CandidateFailed):
+    """A candidate still running was cancelled because the quorum was reached or the deadline
+    passed (``reason``: ``"quorum"`` or ``"deadline"``).
+
+    A subclass of :class:`CandidateFailed`, so code that handles failures sees it too.
+    """
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +99,7 @@ class FusionDone:
 
 FusionEvent = (
     CandidateStarted
+    | CandidateToken
     | CandidateFinished
     | CandidateFailed
     | AggregationStarted

@@ -21,9 +21,11 @@ from ..redaction import Redactor, install_log_redaction
 from .catalog import PresetCatalog, model_id
 from .chat import ChatCompletions, error_response
 from .errors import APIError
+from .events import EVENTS_PATH, FusionEvents
 from .guards import add_guards
 from .limits import ConcurrencyLimiter
 from .metrics import CONTENT_TYPE, ServerMetrics
+from .playground import add_playground
 from .settings import ServerSettings, load_api_keys
 
 __all__ = ["CHAT_PATH", "create_app"]
@@ -62,8 +64,9 @@ def create_app(
             (the app takes it over: it starts it on startup and closes it on shutdown).
         settings: server settings (default: the file's ``[server]`` table).
 
-    Routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /v1/models/{id}``,
-    ``GET /health`` and ``GET /metrics``. When API keys are configured, every ``/v1`` route
+    Routes: ``POST /v1/chat/completions``, ``POST /v1/fusion/events`` (the fusion's events
+    as SSE), ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``, ``GET /metrics``
+    and the playground page (``GET /`` redirects to ``/playground/``). When API keys are configured, every ``/v1`` route
     needs ``Authorization: Bearer <key>``.
 
     Raises:
@@ -80,6 +83,7 @@ def create_app(
     install_log_redaction(secrets)  # the same keys are scrubbed from every log line
     limiter = ConcurrencyLimiter(settings.max_concurrent_requests)
     chat = ChatCompletions(catalog, settings, metrics, redact)
+    fusion_events = FusionEvents(chat)
     created = int(time.time())
 
     @asynccontextmanager
@@ -116,6 +120,12 @@ def create_app(
     @app.post(CHAT_PATH, response_model=None)
     async def chat_completions(request: Request) -> Response:
         return await chat(request)
+
+    @app.post(EVENTS_PATH, response_model=None)
+    async def events(request: Request) -> Response:
+        return await fusion_events(request)
+
+    add_playground(app)
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -156,6 +166,6 @@ def create_app(
         keys=keys,
         limiter=limiter,
         metrics=metrics,
-        body_paths=frozenset({CHAT_PATH}),
+        body_paths=frozenset({CHAT_PATH, EVENTS_PATH}),
     )
     return app

@@ -88,22 +88,7 @@ class ChatCompletions:
         watch: DisconnectWatch | None = None
         handed_off = False
         try:
-            raw = await read_body(
-                request.receive, request.scope["headers"], self.settings.max_body_bytes
-            )
-            data = decode_json(raw, self.caps)
-            check_caps(data, self.caps)
-            parsed = parse_chat_request(data, forward_params=self._forward)
-            outcome.preset = self.catalog.resolve(parsed.model)
-            outcome.stream = parsed.stream
-            if parsed.return_candidates and not self.settings.allow_return_candidates:
-                raise APIError(
-                    400,
-                    "returning candidates is disabled on this server "
-                    "([server] allow_return_candidates = false)",
-                    param="polyfuse.return_candidates",
-                )
-            chat = self.catalog.request_for(outcome.preset, parsed.request)
+            parsed, chat = await self.read_request(request, outcome)
             watch = DisconnectWatch(request.receive)
             if parsed.stream:
                 stream = FusionStream(self, parsed, outcome, chat, watch, started)
@@ -140,6 +125,32 @@ class ChatCompletions:
                 if watch is not None:
                     watch.close()
                 self.record(outcome, started)
+
+    async def read_request(
+        self, request: Request, outcome: _Outcome
+    ) -> tuple[ParsedChatRequest, ChatRequest]:
+        """Read and validate a chat request body; resolve its preset into ``outcome``.
+
+        Shared by every endpoint that takes a chat completions body (the events API too), so
+        they all apply the same size cap, validation and preset lookup. Raises
+        :class:`APIError` with the status to answer.
+        """
+        raw = await read_body(
+            request.receive, request.scope["headers"], self.settings.max_body_bytes
+        )
+        data = decode_json(raw, self.caps)
+        check_caps(data, self.caps)
+        parsed = parse_chat_request(data, forward_params=self._forward)
+        outcome.preset = self.catalog.resolve(parsed.model)
+        outcome.stream = parsed.stream
+        if parsed.return_candidates and not self.settings.allow_return_candidates:
+            raise APIError(
+                400,
+                "returning candidates is disabled on this server "
+                "([server] allow_return_candidates = false)",
+                param="polyfuse.return_candidates",
+            )
+        return parsed, self.catalog.request_for(outcome.preset, parsed.request)
 
     def failure(self, outcome: _Outcome, exc: PolyfuseError) -> APIError:
         """Map a fusion failure to its HTTP answer, and count lost candidates."""
