@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from .adaptive import AdaptiveSampling
 from .aggregators import (
     Aggregate,
     AggregationContext,
@@ -54,6 +55,7 @@ from .events import (
     FusionEvent,
 )
 from .fusion import Fusion
+from .hedging import HedgedBackend, HedgeSettings
 from .messages import (
     AssistantMessage,
     ChatRequest,
@@ -68,7 +70,14 @@ from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 from .prompts import PromptTemplate, load_prompt
 from .redaction import LOG_FILTER
-from .results import AggregationRecord, CallRecord, Candidate, ErrorInfo, FusionResult
+from .results import (
+    AggregationRecord,
+    CallRecord,
+    Candidate,
+    ErrorInfo,
+    FusionResult,
+    SamplingRecord,
+)
 from .spec import FusionOptions, FusionSpec
 from .timeouts import TimeoutLike
 from .usage import Usage, UsageByRole
@@ -84,6 +93,7 @@ __all__ = [
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AdaptiveSampling",
     "Aggregate",
     "AggregationContext",
     "AggregationError",
@@ -117,6 +127,8 @@ __all__ = [
     "FusionOptions",
     "FusionResult",
     "FusionSpec",
+    "HedgeSettings",
+    "HedgedBackend",
     "InvalidRequestError",
     "LLMJudge",
     "MajorityVote",
@@ -136,6 +148,7 @@ __all__ = [
     "RewardModelScorer",
     "SamplingOptions",
     "SamplingParams",
+    "SamplingRecord",
     "ScoreResult",
     "Scorer",
     "ServerError",

@@ -13,9 +13,19 @@ from typing_extensions import Unpack
 
 from ._sampling import sample_pool
 from ._sync import iterate_sync, run_sync
+from .adaptive import (
+    CONSENSUS_METHODS,
+    AdaptiveSampling,
+    AnswerReader,
+    ConsensusMode,
+    consensus_of,
+    sample_adaptive,
+    saved_usage,
+)
 from .aggregators._contrib import contributions
 from .aggregators.base import Aggregate, AggregationContext, Aggregator
 from .aggregators.fuse import Fuse
+from .aggregators.vote import Extractor, ExtractorName
 from .errors import (
     AggregationError,
     APITimeoutError,
@@ -29,7 +39,7 @@ from .policy import QuorumPolicy
 from .pool import Pool, _params
 from .prompts import PROMPT_VERSION
 from .redaction import LOG_REDACTOR, client_reason
-from .results import AggregationRecord, CallRecord, Candidate, FusionResult
+from .results import AggregationRecord, CallRecord, Candidate, FusionResult, SamplingRecord
 from .timeouts import check_total
 from .usage import Usage, UsageByRole
 
@@ -51,6 +61,13 @@ class Fusion:
         policy: quorum, deadline and fallback rules (default: wait for all, fall back to the
             best surviving candidate if aggregation fails).
         params: default sampling parameters of every call (a call's own override them).
+        adaptive: sample in rounds and stop once the answers are settled
+            (:class:`~polyfuse.adaptive.AdaptiveSampling`; default: draw all N at once).
+        extract: how to read a candidate's final answer for adaptive stopping and the
+            consensus shortcut (a vote extractor name or callable; ``None``: open-ended text).
+        consensus: skip the fusor/judge/selector call when the candidates agree: ``auto`` (only
+            when ``extract`` is set), ``on`` (also near-identical text) or ``off``.
+        consensus_similarity: the word 3-gram agreement that counts as near-identical text.
 
     Every run method takes the sampling parameters as keyword arguments
     (:class:`~polyfuse.SamplingOptions`: ``temperature``, ``max_tokens``, ``tools``, ...) and
@@ -73,6 +90,10 @@ class Fusion:
         policy: QuorumPolicy | None = None,
         *,
         params: SamplingParams | Mapping[str, Any] | None = None,
+        adaptive: AdaptiveSampling | None = None,
+        extract: ExtractorName | Extractor | None = None,
+        consensus: ConsensusMode = "auto",
+        consensus_similarity: float = 0.9,
     ) -> None:
         if not isinstance(pool, Pool):
             raise InvalidRequestError(
@@ -87,6 +108,18 @@ class Fusion:
         self.aggregator = aggregator if aggregator is not None else Fuse(pool.members[0].backend)
         self.policy = policy or QuorumPolicy()
         self.params = _params(params)
+        if consensus not in ("auto", "on", "off"):
+            raise InvalidRequestError(
+                f"consensus must be 'auto', 'on' or 'off' (got {consensus!r})"
+            )
+        if adaptive is not None and self.policy.quorum is not None:
+            raise InvalidRequestError(
+                "adaptive sampling and quorum both decide when to stop sampling; set only one"
+            )
+        self.adaptive = adaptive
+        self.reader = AnswerReader(extract)
+        self.consensus: ConsensusMode = consensus
+        self.consensus_similarity = consensus_similarity
 
     def __repr__(self) -> str:
         return f"Fusion(pool={self.pool!r}, aggregator={self.aggregator!r})"
@@ -206,7 +239,18 @@ class Fusion:
     ) -> FusionResult:
         started = time.perf_counter()
         pool = await self.pool.for_request(request)  # a routed pool picks its members here
-        candidates = await sample_pool(pool, request, self.policy, emit)
+        sampling: SamplingRecord | None = None
+        if self.adaptive is None:
+            candidates = await sample_pool(pool, request, self.policy, emit)
+        else:
+            candidates, sampling = await sample_adaptive(
+                pool,
+                request.for_role("candidate"),
+                self.policy,
+                self.adaptive,
+                self.reader,
+                emit,
+            )
         usable = [c for c in candidates if c.ok]
         if len(usable) < self.policy.min_candidates:
             if not usable:
@@ -237,7 +281,11 @@ class Fusion:
             policy=self.policy,
             on_token=on_token if stream_answer else None,
         )
-        aggregate = await self._aggregate(ctx, usable, streamed, emit)
+        shortcut = self._consensus(usable)
+        if shortcut is not None:
+            aggregate = shortcut
+        else:
+            aggregate = await self._aggregate(ctx, usable, streamed, emit)
         if not aggregate.streamed and stream_answer and aggregate.message.content:
             on_token(aggregate.message.content)
         record = aggregate.record
@@ -252,7 +300,15 @@ class Fusion:
             message=aggregate.message,
             candidates=candidates,
             aggregation=record,
-            usage=_usage(candidates, record.calls),
+            usage=_usage(candidates, record.calls).model_copy(
+                update={
+                    "saved": saved_usage(
+                        usable,
+                        pool.size - len(candidates),
+                        aggregator_skipped=shortcut is not None,
+                    )
+                }
+            ),
             latency_s=time.perf_counter() - started,
             ttft_s=first_token[0] if first_token else None,
             metadata={
@@ -262,7 +318,24 @@ class Fusion:
                 "prompt_version": PROMPT_VERSION,
                 **pool.metadata,
             },
+            sampling=sampling,
         )
+
+    def _consensus(self, usable: list[Candidate]) -> Aggregate | None:
+        """The first candidate, without the aggregator call, when the candidates agree."""
+        if self.consensus == "off" or self.aggregator.method not in CONSENSUS_METHODS:
+            return None
+        similarity = self.consensus_similarity if self.consensus == "on" else None
+        why = consensus_of(usable, self.reader, similarity=similarity)
+        if why is None:
+            return None
+        first = min(usable, key=lambda c: c.index)
+        record = AggregationRecord(
+            method=self.aggregator.method,
+            selected=first.index,
+            notes=[f"consensus shortcut: {why}; returned #{first.index} without the call"],
+        )
+        return Aggregate(message=first.message(), record=record)
 
     async def _aggregate(
         self,

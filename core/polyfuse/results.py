@@ -16,6 +16,8 @@ __all__ = [
     "CandidateStatus",
     "ErrorInfo",
     "FusionResult",
+    "SamplingRecord",
+    "StopReason",
 ]
 
 CandidateStatus = Literal["ok", "failed", "cancelled"]
@@ -115,6 +117,28 @@ class AggregationRecord(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+StopReason = Literal["settled", "decided", "agreement", "exhausted", "deadline"]
+
+
+class SamplingRecord(BaseModel):
+    """How adaptive sampling went (see :mod:`polyfuse.adaptive`).
+
+    ``rounds`` lists the samples requested in each round; ``stop_reason`` is ``settled`` (the
+    majority answer's confidence reached the threshold), ``decided`` (the samples left could
+    not overturn the majority), ``agreement`` (open-ended texts agreed
+    enough), ``exhausted`` (all N were drawn) or ``deadline``; ``score`` is the last confidence
+    (``beta``) or agreement (``text``) measured.
+    """
+
+    criterion: Literal["beta", "text"]
+    rounds: list[int] = Field(default_factory=list)
+    samples_used: int = 0
+    max_samples: int = 0
+    stop_reason: StopReason = "exhausted"
+    score: float | None = None
+    detail: str = ""
+
+
 class FusionResult(BaseModel):
     """The outcome of one fusion; JSON-serialisable with ``model_dump_json()``."""
 
@@ -125,6 +149,8 @@ class FusionResult(BaseModel):
     latency_s: float
     ttft_s: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    sampling: SamplingRecord | None = None
+    """Set when the fusion sampled adaptively: rounds, samples used, why it stopped."""
 
     @property
     def content(self) -> str:

@@ -25,7 +25,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import (
@@ -40,6 +40,7 @@ from pydantic import (
 )
 
 from ._validation import describe_validation_error, unknown_choice, unknown_names
+from .adaptive import AdaptiveSampling, ConsensusMode
 from .aggregators.base import Aggregator
 from .aggregators.strategies import (
     STRATEGIES,
@@ -51,6 +52,7 @@ from .aggregators.strategies import (
 from .backends.base import Backend
 from .errors import InvalidRequestError
 from .fusion import Fusion
+from .hedging import HedgeBudget, HedgedBackend, HedgeSettings
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 
@@ -63,6 +65,7 @@ SINGLE_MODEL_SAMPLES = 3
 _CHOICES: dict[str, tuple[str, tuple[str, ...]]] = {
     "strategy": ("strategy", STRATEGIES),
     "vote_extract": ("vote extractor", VOTE_EXTRACTORS),
+    "answer_extract": ("answer extractor", VOTE_EXTRACTORS),
 }
 
 
@@ -131,6 +134,22 @@ class FusionOptions(BaseModel):
     """What ``vote`` compares across candidates."""
     moa_layers: int = Field(default=2, ge=1)
     """Layers of Mixture-of-Agents (the last one is the aggregator)."""
+    answer_extract: VoteExtractor | None = None
+    """How adaptive sampling and the consensus shortcut read a candidate's final answer
+    (default: ``vote_extract`` for ``vote``; for other strategies none, i.e. open-ended text)."""
+    adaptive: AdaptiveSampling | None = None
+    """Sample in rounds and stop once the answers are settled, up to ``n`` per member
+    (``{"first": 3, "step": 1, "confidence": 0.8, "agreement": 0.8}``; see
+    :mod:`polyfuse.adaptive`). Default: draw every sample at once."""
+    consensus: ConsensusMode = "auto"
+    """Skip the fusor/judge/USC selector when the candidates agree: ``auto`` (only when an
+    answer extractor decides agreement), ``on`` (also near-identical text), ``off``."""
+    consensus_similarity: float = Field(default=0.9, gt=0.0, le=1.0)
+    """Word 3-gram agreement at which texts count as near-identical (``consensus="on"``)."""
+    hedge: HedgeSettings | None = None
+    """Duplicate a call (candidate or aggregator) with no first token after ``after`` seconds,
+    take the first answer, cancel the other; ``budget`` caps the extra calls as a fraction of
+    the calls made (``{"after": 2.0, "budget": 0.25}``; see :mod:`polyfuse.hedging`)."""
     route: RouteSpec | None = None
     """Ask, per query, only the pool models a router chooses (see :class:`RouteSpec`)."""
 
@@ -144,10 +163,12 @@ class FusionOptions(BaseModel):
                 raise ValueError(unknown_names(unknown, _public_names(cls)))
         return data  # pyright: ignore[reportUnknownVariableType]
 
-    @field_validator("strategy", "vote_extract", mode="before")
+    @field_validator("strategy", "vote_extract", "answer_extract", mode="before")
     @classmethod
     def _known_choice(cls, value: Any, info: ValidationInfo) -> Any:
         what, choices = _CHOICES[info.field_name or ""]
+        if value is None and info.field_name == "answer_extract":
+            return value
         if value not in choices:
             raise ValueError(unknown_choice(value, choices, what=what))
         return value
@@ -175,6 +196,12 @@ class FusionOptions(BaseModel):
             )
         except ValidationError as exc:
             raise InvalidRequestError(describe_validation_error(exc)) from None
+
+    def extractor(self) -> VoteExtractor | None:
+        """The answer extractor adaptive sampling and the consensus shortcut use (or none)."""
+        if self.answer_extract is not None:
+            return self.answer_extract
+        return self.vote_extract if self.strategy == "vote" else None
 
     def aggregator(self, backend: Backend, *, strategy: str | None = None) -> Aggregator:
         """The aggregator of ``strategy`` (default: this one's) with ``backend`` as its model."""
@@ -237,10 +264,28 @@ class FusionSpec(FusionOptions):
     def build(self) -> Fusion:
         """The :class:`~polyfuse.Fusion` these settings describe."""
         pool = self.make_pool()
+        fusor = self.fusor_backend
+        if self.hedge is not None:
+            wrap = _hedger(self.hedge)
+            pool = Pool([PoolMember(wrap(m.backend), m.samples, m.params) for m in pool.members])
+            fusor = wrap(fusor)
         if self.route is not None:
             pool = self.route.routed_pool(pool)
         self.check_quorum(pool.size)
-        return Fusion(pool, self.aggregator(self.fusor_backend), self.policy(), params=self.params)
+        if self.adaptive is not None and self.quorum is not None:
+            raise InvalidRequestError(
+                "adaptive sampling and quorum both decide when to stop sampling; set only one"
+            )
+        return Fusion(
+            pool,
+            self.aggregator(fusor),
+            self.policy(),
+            params=self.params,
+            adaptive=self.adaptive,
+            extract=self.extractor(),
+            consensus=self.consensus,
+            consensus_similarity=self.consensus_similarity,
+        )
 
 
 def check_names(given: Iterable[str], known: Iterable[str], *, where: str) -> None:
@@ -250,6 +295,21 @@ def check_names(given: Iterable[str], known: Iterable[str], *, where: str) -> No
     unknown = [name for name in given if name not in choices]
     if unknown:
         raise InvalidRequestError(f"invalid {where}: {unknown_names(unknown, choices)}")
+
+
+def _hedger(settings: HedgeSettings) -> Callable[[Backend], Backend]:
+    """Wraps each distinct backend once, all sharing one :class:`HedgeBudget`."""
+    budget = HedgeBudget(fraction=settings.budget)
+    wrapped: dict[int, Backend] = {}
+
+    def wrap(backend: Backend) -> Backend:
+        if id(backend) not in wrapped:
+            wrapped[id(backend)] = HedgedBackend(
+                backend, after=settings.after, budget=budget, percentile=settings.percentile
+            )
+        return wrapped[id(backend)]
+
+    return wrap
 
 
 def _accepted_names(model: type[BaseModel]) -> set[str]:

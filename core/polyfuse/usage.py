@@ -96,6 +96,9 @@ class UsageByRole(BaseModel):
     candidates: Usage = Usage()
     aggregator: Usage = Usage()
     judge: Usage = Usage()
+    saved: Usage = Usage()
+    """Calls *not* made thanks to adaptive sampling and the consensus shortcut, with an estimate
+    of their tokens (the mean of the calls that were made); not part of :attr:`total`."""
 
     @property
     def total(self) -> Usage:

@@ -56,6 +56,9 @@ class AskOptions:
     seed: int | None = None
     quorum: int | None = None
     deadline: float | None = None
+    adaptive: dict[str, Any] | None = None
+    answer_extract: str | None = None
+    consensus: str | None = None
 
     def _set(self, names: Any) -> dict[str, Any]:
         return {

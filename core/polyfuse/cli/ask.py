@@ -126,6 +126,29 @@ def ask_command(
         float | None,
         typer.Option(help="Seconds to wait for candidates before aggregating.", show_default=False),
     ] = None,
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive",
+            help="Sample in rounds and stop once the answers are settled (up to n; see "
+            "docs/adaptive.md).",
+        ),
+    ] = False,
+    answer_extract: Annotated[
+        str | None,
+        typer.Option(
+            help="How to read an answer for --adaptive and the consensus shortcut: "
+            "last_number, boxed, answer_tag, exact, tool_calls.",
+            show_default=False,
+        ),
+    ] = None,
+    consensus: Annotated[
+        str | None,
+        typer.Option(
+            help="Skip the aggregator when the candidates agree: auto, on, off.",
+            show_default=False,
+        ),
+    ] = None,
     show_candidates: Annotated[
         bool, typer.Option("--show-candidates", help="Print every candidate before the answer.")
     ] = False,
@@ -153,6 +176,9 @@ def ask_command(
             seed=seed,
             quorum=quorum,
             deadline=deadline,
+            adaptive={} if adaptive else None,
+            answer_extract=answer_extract,
+            consensus=consensus,
         )
     )
     asyncio.run(_run(plan, text, show_candidates=show_candidates, json_output=json_output))
