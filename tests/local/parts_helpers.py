@@ -12,7 +12,7 @@ import os
 import threading
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +118,7 @@ class WheelIndex:
 
 
 @contextmanager
-def serve_index(folder: Path) -> Iterator[WheelIndex]:
+def serve_index(folder: Path) -> Generator[WheelIndex, None, None]:
     """Serve ``folder``'s wheels as a simple index; yields its state (``url`` set)."""
     index = WheelIndex(folder)
 
