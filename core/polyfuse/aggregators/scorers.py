@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from ..backends.base import Backend
+from ..errors import InvalidRequestError
 from ..messages import ChatRequest, SamplingParams
 from ..prompts import PromptTemplate, load_prompt
 from ..results import CallRecord, Candidate, ErrorInfo
@@ -140,12 +141,33 @@ def _default_parse(data: Any) -> Sequence[float]:
     return [float(x) for x in data]
 
 
+_TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+
+
+def _raise_if_misconfigured(url: str, status: int, body: str) -> None:
+    """A 4xx that no retry fixes (wrong URL, key or payload) is the caller's error, not a
+    candidate's: raise it, so Best-of-N cannot quietly return candidate #0 instead."""
+    if 400 <= status < 500 and status not in _TRANSIENT_4XX:
+        detail = " ".join(body.split())[:200]
+        raise InvalidRequestError(
+            f"the reward model at {url} answered HTTP {status}"
+            + (f" ({detail})" if detail else "")
+            + "; check RewardModelScorer's url, api_key and payload (build_payload)"
+        )
+
+
 class RewardModelScorer:
     """A reward model behind HTTP.
 
     By default POSTs ``{"messages": [...], "responses": ["...", ...]}`` (plus ``model`` when
     given) to ``url`` and reads ``{"scores": [...]}`` or a bare list; pass ``build_payload`` and
     ``parse_scores`` to speak another server's dialect.
+
+    Failures: an answer such as 404, 401 or 422 means the scorer is misconfigured and raises
+    :class:`~polyfuse.errors.InvalidRequestError` (never a silent fallback). An unreachable
+    server, a timeout, a 5xx or 429, or scores that cannot be read leave the candidates
+    unscored; Best-of-N then fails and the fusion falls back to the best surviving candidate,
+    with the reason in ``fallback_reason`` (unless the policy forbids fallbacks).
     """
 
     def __init__(
@@ -182,6 +204,7 @@ class RewardModelScorer:
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.post(self.url, json=payload, headers=headers)
+            _raise_if_misconfigured(self.url, response.status_code, response.text)
             response.raise_for_status()
             scores = list(self.parse_scores(response.json()))
             if len(scores) != len(candidates):

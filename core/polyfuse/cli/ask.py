@@ -164,7 +164,9 @@ def read_question(argument: str | None) -> str:
 async def _run(plan: AskPlan, question: str, *, show_candidates: bool, json_output: bool) -> None:
     err = err_console()
     if plan.default_model_needed:
-        await asyncio.to_thread(default_gguf, show_progress=err.is_terminal)
+        # Always: off a terminal the progress is plain stderr lines, so a piped first run that
+        # downloads the model for a minute is not silent.
+        await asyncio.to_thread(default_gguf, show_progress=True)
     registry = PresetRegistry(plan.config)
     uses_local = any(spec.local for spec in plan.config.endpoints.values())
     starting = (

@@ -23,10 +23,11 @@ from ..errors import InvalidRequestError, PolyfuseError
 from ..presets import STRATEGIES
 from ._output import print_error
 
-__all__ = ["EXIT_ROWS_FAILED", "distill_command", "register"]
+__all__ = ["EXIT_ROWS_FAILED", "distill_command", "outstanding", "register"]
 
 EXIT_ROWS_FAILED = 3
-"""Exit status when the run finished but some rows went to the errors file."""
+"""Exit status when the run finished but some rows have no record: they failed in this run,
+or failed in an earlier one and were not retried (``--retry-errors``)."""
 
 
 def _strategies(text: str | None) -> tuple[Strategy, ...]:
@@ -94,7 +95,21 @@ def _prices(entries: list[str], path: Path | None) -> PriceTable | None:
     return table if table else None
 
 
-def _print_summary(console: Console, summary: DistillSummary) -> None:
+def _cost(summary: DistillSummary, priced: bool) -> str:
+    """The cost line: ``unknown`` rather than a made-up ``$0`` when nothing had a price."""
+    if not priced:
+        return "unknown (no prices: --price NAME=INPUT/OUTPUT or --prices FILE)"
+    return f"${summary.stats.cost_usd:.4f} (priced teachers only)"
+
+
+def outstanding(summary: DistillSummary) -> int:
+    """Rows that have no record: failed in this run, or failed before and not retried."""
+    return summary.stats.failed + summary.skipped_failed
+
+
+def _print_summary(
+    console: Console, summary: DistillSummary, *, priced: bool, list_problems: bool
+) -> None:
     stats = summary.stats
     rows: list[tuple[str, str]] = [("records written", f"{stats.written} → {summary.output}")]
     if stats.failed:
@@ -105,15 +120,22 @@ def _print_summary(console: Console, summary: DistillSummary) -> None:
     if summary.duplicates:
         rows.append(("duplicate prompts", str(summary.duplicates)))
     if summary.problem_count:
-        rows.append(("bad input lines", str(summary.problem_count)))
+        where = "listed below" if list_problems else "listed above"
+        rows.append(("bad input lines", f"{summary.problem_count} ({where})"))
     rows.append(("tokens", f"{stats.tokens:,}"))
-    rows.append(("cost", f"${stats.cost_usd:.4f}"))
+    rows.append(("cost", _cost(summary, priced)))
     if stats.done:
         rows.append(("time", f"{stats.elapsed_s:.1f} s ({stats.rows_per_s:.2f} rows/s)"))
     width = max(len(label) for label, _ in rows)
     console.print("[bold]polyfuse distill[/]")
     for label, value in rows:
         console.print(f"  {label.ljust(width)}  {escape(value)}", soft_wrap=True, highlight=False)
+    if not list_problems:  # the live progress view printed them when the run started
+        return
+    for problem in summary.problems:
+        console.print(f"  bad input {escape(str(problem))}", soft_wrap=True, highlight=False)
+    if summary.problem_count > len(summary.problems):
+        console.print(f"  ... and {summary.problem_count - len(summary.problems)} more")
 
 
 def distill_command(
@@ -123,7 +145,8 @@ def distill_command(
         Path | None, typer.Option("--config", "-c", help="Presets TOML file.")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="Preset naming the teachers and the fusor.")
+        str | None,
+        typer.Option("--preset", "-p", help="Preset naming the teachers and the fusor."),
     ] = None,
     teacher: Annotated[
         list[str] | None,
@@ -236,6 +259,7 @@ def distill_command(
             id_field=id_field,
             system=system,
         )
+        price_table = _prices(list(price or []), prices)
         summary = asyncio.run(
             adistill(
                 source,
@@ -244,8 +268,10 @@ def distill_command(
                 errors=errors,
                 retry_errors=retry_errors,
                 engine=engine,  # type: ignore[arg-type]
-                prices=_prices(list(price or []), prices),
-                progress=RichProgress(console) if progress else None,
+                prices=price_table,
+                progress=RichProgress(console, priced=price_table is not None)
+                if progress
+                else None,
                 max_rows_in_flight=max_rows_in_flight,
                 limit=limit,
                 fsync=fsync,
@@ -260,8 +286,9 @@ def distill_command(
     except PolyfuseError as exc:
         print_error(exc)
         raise typer.Exit(1) from None
-    _print_summary(console, summary)
-    if summary.stats.failed:
+    _print_summary(console, summary, priced=price_table is not None, list_problems=not progress)
+    if outstanding(summary):
+        # Also when every failure is from an earlier run: the output is still incomplete.
         raise typer.Exit(EXIT_ROWS_FAILED)
 
 

@@ -45,7 +45,7 @@ class InputSpec:
     """Where the prompts are and how to read them.
 
     Args:
-        path: the prompts file.
+        path: the prompts file (a ``str`` or a ``Path``; kept as a ``Path``).
         format: ``jsonl``, ``csv`` or ``parquet``; ``auto`` picks by the file's suffix.
         prompt_field: the field holding the prompt, as text or as a list of messages.
             ``None`` uses ``messages`` when a row has it, else ``prompt``.
@@ -58,6 +58,11 @@ class InputSpec:
     prompt_field: str | None = None
     id_field: str | None = None
     system: str | None = None
+
+    def __post_init__(self) -> None:
+        # A str path is what a user types first (``InputSpec("prompts.csv")``).
+        if not isinstance(self.path, Path):
+            object.__setattr__(self, "path", Path(self.path))
 
     @property
     def resolved_format(self) -> Literal["jsonl", "csv", "parquet"]:
