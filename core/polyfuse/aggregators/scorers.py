@@ -209,6 +209,8 @@ class RewardModelScorer:
             scores = list(self.parse_scores(response.json()))
             if len(scores) != len(candidates):
                 raise ValueError(f"got {len(scores)} scores for {len(candidates)} candidates")
+        except InvalidRequestError:
+            raise  # misconfigured (see _raise_if_misconfigured): not an unscored candidate
         except (httpx.HTTPError, ValueError) as exc:
             call.error = ErrorInfo.from_exception(exc)
             call.latency_s = time.perf_counter() - started

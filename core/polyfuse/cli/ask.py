@@ -117,10 +117,13 @@ def ask_command(
         typer.Option(help="Seconds to wait for candidates before aggregating.", show_default=False),
     ] = None,
     show_candidates: Annotated[
-        bool, typer.Option("--show-candidates", help="Print every candidate before the answer.")
+        bool,
+        typer.Option(
+            "--show-candidates", help="Print every candidate before the answer.", metavar=""
+        ),
     ] = False,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print only the full FusionResult as JSON.")
+        bool, typer.Option("--json", help="Print only the full FusionResult as JSON.", metavar="")
     ] = False,
 ) -> None:
     """Ask a question: sample N answers and fuse them into one (offline by default)."""

@@ -180,7 +180,7 @@ def distill_command(
         str, typer.Option(help="Preference pairs: chosen = primary | best (candidate).")
     ] = "primary",
     score_primary: Annotated[
-        bool, typer.Option(help="Judge-score the primary (e.g. fused) answer too.")
+        bool, typer.Option(help="Judge-score the primary (e.g. fused) answer too.", metavar="")
     ] = False,
     prompt_field: Annotated[
         str | None, typer.Option(help="Field with the prompt (default: messages, prompt).")
@@ -192,7 +192,7 @@ def distill_command(
         Path | None, typer.Option(help="Errors file (default: OUTPUT.errors.jsonl).")
     ] = None,
     retry_errors: Annotated[
-        bool, typer.Option(help="Retry the rows that failed in earlier runs.")
+        bool, typer.Option(help="Retry the rows that failed in earlier runs.", metavar="")
     ] = False,
     price: Annotated[
         list[str] | None,
@@ -206,11 +206,11 @@ def distill_command(
         int | None, typer.Option(min=1, help="Override the rows kept in flight.")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="At most this many new rows.")] = None,
-    fsync: Annotated[bool, typer.Option(help="fsync every batch of lines.")] = True,
+    fsync: Annotated[bool, typer.Option(help="fsync every batch of lines.", metavar="")] = True,
     allow_mixed_config: Annotated[
-        bool, typer.Option(help="Append to an output made with another configuration.")
+        bool, typer.Option(help="Append to an output made with another configuration.", metavar="")
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.", metavar="")] = True,
 ) -> None:
     """Make training data from prompts: sample the teachers, fuse, write records with provenance.
 

@@ -50,7 +50,7 @@ def probe_command(
     n: Annotated[int, typer.Option("--n", help="Choices asked for in the n check.")] = 3,
     max_tokens: Annotated[int, typer.Option(help="Tokens per probe answer.")] = 8,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print only the report as JSON.")
+        bool, typer.Option("--json", help="Print only the report as JSON.", metavar="")
     ] = False,
 ) -> None:
     """Probe an OpenAI-compatible server and print the profile polyfuse should use for it."""
