@@ -2,7 +2,7 @@
 
 One test per page runs its blocks in order against one shared fake server; the blocks that
 need the embedded model run in a second test per page, marked ``local_model``. A new page in
-``docs/`` is picked up without any change here. See ``blocks.py`` for the directives a page
+``docs/`` is picked up without any change here. See ``docs_blocks.py`` for the directives a page
 can use to mark blocks that cannot run in CI.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from blocks import Block, collect
-from harness import REPO, PageRunner
+from docs_blocks import Block, collect
+from docs_harness import REPO, PageRunner
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 

@@ -1,6 +1,6 @@
 """The child process that runs one page's Python blocks, one after the other.
 
-The harness starts it once per page (``python tests/docs/kernel.py``) and sends one JSON
+The harness starts it once per page (``python tests/docs/docs_kernel.py``) and sends one JSON
 request per line on stdin: ``{"source", "page", "line", "mode", "continue"}``. Each block runs
 in a fresh ``__main__`` namespace (or the previous one with ``continue``), as if pasted into a
 new ``python`` session; its stdout is captured. The answer is one line on stdout, after

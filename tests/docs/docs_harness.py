@@ -1,6 +1,6 @@
 """Run a page's blocks in order, the way a reader would, against servers on 127.0.0.1.
 
-* Python blocks run in a per-page child process (:mod:`kernel`), each in a fresh namespace.
+* Python blocks run in a per-page child process (:mod:`docs_kernel`), each in a fresh namespace.
 * Shell blocks run with ``bash`` in the page's working folder (``examples/`` and
   ``benchmarks/`` linked in), with this interpreter's ``bin`` first on ``PATH``.
 * Every ``http(s)://HOST[:PORT]/v1`` a doc names as the reader's server is replaced by the
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from blocks import Block, console_commands, is_console, shell_commands, split_chain
-from kernel import MARK
+from docs_blocks import Block, console_commands, is_console, shell_commands, split_chain
+from docs_kernel import MARK
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,7 +41,7 @@ else:  # pragma: no cover
 __all__ = ["PageRunner", "Outcome", "substitute_urls", "check_output", "free_port"]
 
 REPO = Path(__file__).resolve().parents[2]
-KERNEL = Path(__file__).resolve().with_name("kernel.py")
+KERNEL = Path(__file__).resolve().with_name("docs_kernel.py")
 
 LOCAL_ASK_MAX_TOKENS = "16"
 """Cap of embedded-model answers for ``polyfuse ask`` commands that set none."""
