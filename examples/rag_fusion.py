@@ -134,6 +134,14 @@ def report(response: Any, answer: str) -> None:
     )
 
 
+def answer_cap(args: argparse.Namespace) -> int | None:
+    """--max-tokens, else LOCAL_MAX_TOKENS with --local (a 135M model can repeat itself up to
+    its context size), else None (the server's default)."""
+    if args.max_tokens is not None:
+        return args.max_tokens
+    return LOCAL_MAX_TOKENS if args.local else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -165,8 +173,7 @@ def main() -> None:
             drafts=args.drafts,
             context=args.context,
             streaming=not args.no_stream,
-            # A 135M model can repeat itself up to its context size: cap it unless told.
-            max_tokens=args.max_tokens or (LOCAL_MAX_TOKENS if args.local else None),
+            max_tokens=answer_cap(args),
         )
         engine = index.as_query_engine(
             llm=synth.llm, response_synthesizer=synth, similarity_top_k=args.top_k
