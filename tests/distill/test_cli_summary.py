@@ -131,3 +131,20 @@ def test_ray_address_auto_without_a_cluster_is_one_line(
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in done.stderr
     assert "ray start --head" in errors[0] and "drop --ray-address" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "hint"),
+    [
+        (["--aggregations", "fuse,bestofn"], "did you mean 'best-of-n'?"),
+        (["--format", "preferences"], "did you mean 'preference'?"),
+        (["--engine", "rey"], "did you mean 'ray'?"),
+    ],
+)
+def test_a_mistyped_choice_names_the_nearest_valid_one(
+    tmp_path: Path, cli: typer.Typer, fake_url: str, flags: list[str], hint: str
+) -> None:
+    source = write_prompts(tmp_path / "p.jsonl", [{"prompt": "a"}])
+    args = ["distill", str(source), "-o", str(tmp_path / "o.jsonl"), *_flags(fake_url)]
+    result = CliRunner().invoke(cli, [*args, *flags])
+    assert result.exit_code == 2 and hint in _flat(result.output.replace("│", " ")), result.output

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,13 +32,24 @@ EXIT_ROWS_FAILED = 3
 or failed in an earlier one and were not retried (``--retry-errors``)."""
 
 
+def _did_you_mean(value: str, allowed: Iterable[str]) -> str:
+    """``"; did you mean 'best-of-n'?"`` for a near miss (difflib), else ``""``."""
+    options = list(allowed)
+    by_key = {option.replace("-", "").replace("_", "").lower(): option for option in options}
+    key = value.replace("-", "").replace("_", "").lower()
+    close = [by_key[key]] if key in by_key else difflib.get_close_matches(value, options, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _strategies(text: str | None) -> tuple[Strategy, ...]:
     if not text:
         return ()
     names = [part.strip() for part in text.split(",") if part.strip()]
     for name in names:
         if name not in STRATEGIES:
-            raise typer.BadParameter(f"{name!r} is not one of {', '.join(STRATEGIES)}")
+            raise typer.BadParameter(
+                f"{name!r} is not one of {', '.join(STRATEGIES)}{_did_you_mean(name, STRATEGIES)}"
+            )
     return tuple(names)  # type: ignore[return-value]
 
 
@@ -225,7 +238,9 @@ def distill_command(
     }
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
-            raise typer.BadParameter(f"--{flag} must be one of {', '.join(allowed)}")
+            raise typer.BadParameter(
+                f"--{flag} must be one of {', '.join(allowed)}{_did_you_mean(value, allowed)}"
+            )
     params = {
         k: v
         for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
