@@ -63,12 +63,16 @@ from .messages import (
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 from .prompts import PromptTemplate, load_prompt
+from .redaction import LOG_FILTER
 from .results import AggregationRecord, CallRecord, Candidate, ErrorInfo, FusionResult
 from .usage import Usage, UsageByRole
 
 __version__ = "0.1.0"
 
 logging.getLogger("polyfuse").addHandler(logging.NullHandler())
+# Credentials (Bearer tokens, api_key=... pairs) are scrubbed from polyfuse's log records;
+# `polyfuse serve` also registers its keys (see polyfuse.redaction).
+logging.getLogger("polyfuse").addFilter(LOG_FILTER)
 
 __all__ = [
     "APIConnectionError",

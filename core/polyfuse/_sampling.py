@@ -14,6 +14,7 @@ from .events import CandidateFailed, CandidateFinished, CandidateStarted, Fusion
 from .messages import ChatRequest, SamplingParams
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
+from .redaction import LOG_REDACTOR
 from .results import Candidate, ErrorInfo
 from .usage import Usage
 
@@ -184,7 +185,16 @@ class _Sampler:
             and isinstance(exc, APIStatusError)
             and exc.status_code in _N_REFUSAL_STATUSES
         ):
-            logger.info("%s refused n=%d (%s); fanning out", backend.name, len(job.indices), exc)
+            # Status only: the upstream's own text may quote our key (it goes to debug, redacted).
+            logger.info(
+                "%s refused n=%d (HTTP %d); fanning out",
+                backend.name,
+                len(job.indices),
+                exc.status_code,
+            )
+            logger.debug(
+                "%s refused n=%d: %s", backend.name, len(job.indices), LOG_REDACTOR(str(exc))
+            )
             backend.supports_n = False
             self._respawn(job, job.indices)
             return

@@ -20,6 +20,7 @@ from .messages import ChatRequest, MessageInput
 from .policy import QuorumPolicy
 from .pool import Pool
 from .prompts import PROMPT_VERSION
+from .redaction import LOG_REDACTOR, client_reason
 from .results import AggregationRecord, CallRecord, Candidate, FusionResult
 from .usage import Usage, UsageByRole
 
@@ -224,9 +225,14 @@ class Fusion:
                 ) from exc
             best = _best_surviving(usable)
             reason = f"{type(exc).__name__}: {exc}"
+            # The warning names the endpoint, status and a short reason; the upstream's own
+            # text (which may quote a key or internal details) goes to debug, redacted.
             logger.warning(
-                "aggregation failed (%s); falling back to candidate #%d", reason, best.index
+                "aggregation failed (%s); falling back to candidate #%d",
+                client_reason(reason, LOG_REDACTOR),
+                best.index,
             )
+            logger.debug("aggregation failure details: %s", LOG_REDACTOR(reason))
             record = AggregationRecord(
                 method=self.aggregator.method,
                 selected=best.index,

@@ -12,8 +12,10 @@ from server_helpers import RunningServer, presets_for, running
 
 @pytest.fixture(scope="session")
 def server(_fake_switch: tuple[Any, str]) -> Iterator[RunningServer]:
-    """One polyfuse server for the session, with the default test presets."""
-    with running(presets_for(_fake_switch[1])) as served:
+    """One polyfuse server for the session, with the default test presets (and the
+    ``polyfuse.return_candidates`` extension allowed: several tests read it)."""
+    config = presets_for(_fake_switch[1], server={"allow_return_candidates": True})
+    with running(config) as served:
         yield served
 
 

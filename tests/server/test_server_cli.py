@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from server_helpers import wait_until
+from server_helpers import EchoingUpstream, parse_raw_response, raw_exchange, wait_until
 
 from polyfuse.testing import FakeOpenAIServer, FakeReply, LatencyModel
 
@@ -163,3 +163,60 @@ def test_serve_refuses_a_bad_config(
     log = served.drain_log()
     assert "error:" in log and "api_keys_env" in log
     assert "Traceback" not in log
+
+
+def test_serve_runs_with_the_connection_limits_and_a_redacted_log(
+    launch: Callable[[list[str]], Served],
+    _fake_switch: tuple[Any, str],
+    fake_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    upstream_key = "sk-cli-upstream-canary-5a5a5a5a"
+    monkeypatch.setenv("TEST_SERVE_UPSTREAM", upstream_key)
+    echo = EchoingUpstream(FakeOpenAIServer(), fail={"fake-model": 500})
+    _fake_switch[0].app = echo
+    config = tmp_path / "presets.toml"
+    config.write_text(
+        f"""
+[endpoints.fake]
+base_url = "{fake_url}"
+model = "fake-model"
+max_retries = 0
+api_key_env = "TEST_SERVE_UPSTREAM"
+
+[presets.fast]
+pool = ["fake"]
+n = 2
+
+[server]
+api_keys_env = "TEST_SERVE_KEYS"
+max_header_bytes = 2048
+header_timeout_s = 1
+log_level = "debug"
+"""
+    )
+    served = launch(["--config", str(config), "--port", "0"])
+    port = int(served.wait_for_line(r"running on http://127\.0\.0\.1:(\d+)")[1])
+    status, _, body = parse_raw_response(
+        raw_exchange(
+            port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 50_000 + b"\r\n\r\n"
+        )
+    )
+    assert status == 431 and b"max_header_bytes" in body
+    assert parse_raw_response(raw_exchange(port))[0] == 408  # a silent connection
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/v1/chat/completions",
+        json={"model": "fusion/fast", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {API_KEY}"},
+        timeout=20,
+    )
+    assert response.status_code == 502 and upstream_key not in response.text
+    assert echo.echoed and upstream_key in echo.echoed[0]
+    served.wait_for_line(r"502 no_candidates")
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(30) == 0
+    log = served.drain_log()
+    assert "HTTP 500" in log  # the reason is logged ...
+    assert upstream_key not in log and upstream_key[:16] not in log  # ... the key never
+    assert API_KEY not in log

@@ -141,14 +141,19 @@ def test_oversized_body_is_413(make_server: Callable[..., RunningServer]) -> Non
             yield b"y" * 512
         yield b'"}]}'
 
-    response = httpx.post(server.chat_url, content=chunks(), timeout=10)
+    response = httpx.post(
+        server.chat_url,
+        content=chunks(),
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
     assert error_of(response, 413)["code"] == "request_too_large"
     # A body under the limit still works.
     assert post(server, {"model": "fusion/fast", "messages": USER}).status_code == 200
 
 
-def test_return_candidates_can_be_disabled(make_server: Callable[..., RunningServer]) -> None:
-    server = make_server(server={"allow_return_candidates": False})
+def test_return_candidates_is_off_by_default(make_server: Callable[..., RunningServer]) -> None:
+    server = make_server()
     body = {"model": "fusion/fast", "messages": USER, "polyfuse": {"return_candidates": True}}
     error = error_of(post(server, body), 400)
     assert error["param"] == "polyfuse.return_candidates"
@@ -263,7 +268,7 @@ def test_all_candidates_failing_in_a_stream_is_a_real_502(
 
 
 def test_upstream_rejecting_the_request_is_400(
-    server: RunningServer, fake: FakeOpenAIServer
+    server: RunningServer, fake: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.inject(
         Fault(
@@ -275,7 +280,10 @@ def test_upstream_rejecting_the_request_is_400(
     )
     error = error_of(post(server, {"model": "fusion/fast", "messages": USER}), 400)
     assert error["code"] == "upstream_rejected_request"
-    assert "response_format is not supported" in error["message"]
+    # The client gets the status and a short reason; the upstream's words are in the log.
+    assert "HTTP 400: the endpoint rejected the request as invalid" in error["message"]
+    assert "response_format is not supported" not in error["message"]
+    assert "response_format is not supported" in caplog.text
 
 
 def test_upstream_auth_failure_is_502_and_leaks_no_key(
@@ -319,7 +327,8 @@ def test_partial_candidate_failure_still_answers(
         endpoints={
             "fake": {"base_url": fake_url, "model": "fake-model", "max_retries": 0},
             "fusor": {"base_url": fake_url, "model": "fusor-model", "supports_n": False},
-        }
+        },
+        server={"allow_return_candidates": True},
     )
     fake = make_fake(n_mode="reject")  # the pool learns to make three separate calls
     body = {"model": "fusion/fast", "messages": USER}

@@ -1,5 +1,11 @@
-"""Aggregators: how N candidates become one answer."""
+"""Aggregators: how N candidates become one answer.
 
+Custom aggregators with prompts of their own render untrusted text with
+:func:`render_conversation`, :func:`render_candidates` and :func:`neutralise`, so that a
+request or a candidate cannot forge the prompt's delimiters or role lines.
+"""
+
+from ._render import neutralise, render_candidate_body, render_candidates, render_conversation
 from .base import Aggregate, AggregationContext, Aggregator, call_model
 from .best_of_n import BestOfN
 from .fuse import Fuse
@@ -33,6 +39,10 @@ __all__ = [
     "extract_answer_tag",
     "extract_boxed",
     "extract_last_number",
+    "neutralise",
     "parse_judge_score",
     "parse_usc_choice",
+    "render_candidate_body",
+    "render_candidates",
+    "render_conversation",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from .app import CHAT_PATH, create_app
 from .catalog import MODEL_PREFIX, PresetCatalog, model_id
 from .errors import APIError, error_body
+from .protocol import ConnectionLimits, protocol_for
 from .runner import run_server, settings_for
 from .settings import ServerSettings, load_api_keys
 
@@ -22,12 +23,14 @@ __all__ = [
     "CHAT_PATH",
     "MODEL_PREFIX",
     "APIError",
+    "ConnectionLimits",
     "PresetCatalog",
     "ServerSettings",
     "create_app",
     "error_body",
     "load_api_keys",
     "model_id",
+    "protocol_for",
     "run_server",
     "settings_for",
 ]

@@ -13,16 +13,16 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..presets import PresetRegistry, PresetsConfig, load_config
-from .auth import AuthMiddleware, BearerAuth
+from ..redaction import Redactor, install_log_redaction
 from .catalog import PresetCatalog, model_id
 from .chat import ChatCompletions, error_response
-from .errors import APIError, Redactor
-from .limits import ConcurrencyLimiter, ConcurrencyLimitMiddleware
+from .errors import APIError
+from .guards import add_guards
+from .limits import ConcurrencyLimiter
 from .metrics import CONTENT_TYPE, ServerMetrics
 from .settings import ServerSettings, load_api_keys
 
@@ -75,7 +75,9 @@ def create_app(
     keys = load_api_keys(settings)
     catalog = PresetCatalog(registry)
     metrics = ServerMetrics()
-    redact = Redactor([*_upstream_secrets(registry), *(k.get_secret_value() for k in keys)])
+    secrets = [*_upstream_secrets(registry), *(k.get_secret_value() for k in keys)]
+    redact = Redactor(secrets)
+    install_log_redaction(secrets)  # the same keys are scrubbed from every log line
     limiter = ConcurrencyLimiter(settings.max_concurrent_requests)
     chat = ChatCompletions(catalog, settings, metrics, redact)
     created = int(time.time())
@@ -86,7 +88,8 @@ def create_app(
         if not keys and not settings.loopback_only:
             logger.warning(
                 "serving on %s without API keys: anyone who can reach this port can spend "
-                "your upstream tokens; set [server] api_keys_env or api_keys_file",
+                "your upstream tokens; set [server] api_keys_env or api_keys_file (until then "
+                "only loopback Host names, and those in allowed_hosts, are answered)",
                 settings.host,
             )
         logger.info("polyfuse serving models: %s", ", ".join(catalog.model_ids))
@@ -98,6 +101,7 @@ def create_app(
     app = FastAPI(
         title="polyfuse",
         lifespan=lifespan,
+        redirect_slashes=False,  # a redirect would echo the request's Host
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -146,21 +150,12 @@ def create_app(
             APIError(500, "internal server error; see the server log", type="server_error")
         )
 
-    # Outermost first when the request comes in: CORS, auth, then the concurrency limit.
-    app.add_middleware(
-        ConcurrencyLimitMiddleware,
+    add_guards(
+        app,
+        settings,
+        keys=keys,
         limiter=limiter,
-        paths=frozenset({CHAT_PATH}),
-        retry_after_s=settings.retry_after_s,
-        on_reject=metrics.rejected,
+        metrics=metrics,
+        body_paths=frozenset({CHAT_PATH}),
     )
-    if keys:
-        app.add_middleware(AuthMiddleware, auth=BearerAuth(keys), on_reject=metrics.rejected)
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type"],
-        )
     return app

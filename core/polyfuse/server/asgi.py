@@ -8,7 +8,17 @@ from typing import Any, TypeVar
 
 from .errors import APIError
 
-__all__ = ["ASGIApp", "ClientDisconnected", "DisconnectWatch", "Receive", "Scope", "Send"]
+__all__ = [
+    "SECURITY_HEADERS",
+    "ASGIApp",
+    "ClientDisconnected",
+    "DisconnectWatch",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "send_error",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -16,6 +26,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
+
+# On every API reply: no MIME sniffing of JSON into HTML, and no caching of answers.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+)
 
 
 class ClientDisconnected(Exception):
@@ -28,6 +44,7 @@ async def send_error(send: Send, error: APIError) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        *SECURITY_HEADERS,
     ]
     headers.extend((k.lower().encode(), v.encode()) for k, v in error.headers.items())
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})

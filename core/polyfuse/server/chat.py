@@ -14,10 +14,12 @@ from starlette.responses import Response
 from ..errors import NoCandidatesError, PolyfuseError
 from ..events import AggregationStarted, AnswerRestarted, FusedToken, FusionDone, FusionEvent
 from ..messages import ChatRequest
+from ..redaction import Redactor, StreamScrubber, client_reason
 from ..results import FusionResult
 from .asgi import ClientDisconnected, DisconnectWatch, Receive, Scope, Send
+from .caps import RequestCaps, check_caps, decode_json
 from .catalog import PresetCatalog, model_id
-from .errors import APIError, Redactor, from_polyfuse_error
+from .errors import APIError, from_polyfuse_error
 from .limits import read_body
 from .metrics import NO_MODEL, ServerMetrics
 from .schemas import ParsedChatRequest, parse_chat_request
@@ -46,19 +48,6 @@ def error_response(error: APIError) -> Response:
         headers=error.headers,
         media_type="application/json",
     )
-
-
-def _decode(raw: bytes) -> object:
-    if not raw.strip():
-        raise APIError(400, "the request body is empty; send a JSON chat completion request")
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise APIError(
-            400,
-            f"the request body is not valid JSON ({exc})",
-            code="invalid_json",
-        ) from None
 
 
 @dataclass
@@ -91,6 +80,7 @@ class ChatCompletions:
         self.metrics = metrics
         self.redact = redact
         self._forward = frozenset(settings.forward_params)
+        self.caps = RequestCaps.from_settings(settings)
 
     async def __call__(self, request: Request) -> Response:
         started = time.perf_counter()
@@ -101,7 +91,9 @@ class ChatCompletions:
             raw = await read_body(
                 request.receive, request.scope["headers"], self.settings.max_body_bytes
             )
-            parsed = parse_chat_request(_decode(raw), forward_params=self._forward)
+            data = decode_json(raw, self.caps)
+            check_caps(data, self.caps)
+            parsed = parse_chat_request(data, forward_params=self._forward)
             outcome.preset = self.catalog.resolve(parsed.model)
             outcome.stream = parsed.stream
             if parsed.return_candidates and not self.settings.allow_return_candidates:
@@ -125,10 +117,11 @@ class ChatCompletions:
                 completion_id=new_completion_id(),
                 model=model_id(outcome.preset),
                 created=int(time.time()),
-                extension=extension_body(result) if parsed.return_candidates else None,
+                extension=extension_body(result, self.redact) if parsed.return_candidates else None,
             )
             return Response(
-                json.dumps(body, ensure_ascii=False).encode(), media_type="application/json"
+                json.dumps(self.redact.json(body, model_text=True), ensure_ascii=False).encode(),
+                media_type="application/json",
             )
         except APIError as exc:
             outcome.status = exc.status_code
@@ -154,7 +147,14 @@ class ChatCompletions:
             self.metrics.no_candidates(outcome.preset, len(exc.failures))
         error = from_polyfuse_error(exc, self.redact)
         outcome.status = error.status_code
-        logger.warning("%s: %s", model_id(outcome.preset), error.message)
+        # The client gets short reasons; the log keeps the endpoints' own words, redacted.
+        logger.warning(
+            "%s: %d %s; details: %s",
+            model_id(outcome.preset),
+            error.status_code,
+            error.code or error.type,
+            self.redact(str(exc)),
+        )
         return error
 
     def record(self, outcome: _Outcome, started: float) -> None:
@@ -222,6 +222,8 @@ class FusionStream(Response):
             request
         )
         self._pending: FusionEvent | None = None
+        # Known keys scrubbed from the streamed text, even when split across tokens.
+        self._scrubber = StreamScrubber(endpoint.redact)
         self._writer = ChunkWriter(
             completion_id=new_completion_id(),
             model=model_id(outcome.preset),
@@ -260,6 +262,7 @@ class FusionStream(Response):
                     if await self._handle(event, send):
                         break
         except PolyfuseError as exc:
+            await self._content(send, self._scrubber.flush())
             error = self._endpoint.failure(self._outcome, exc)
             await self._write(send, ChunkWriter.error(error.body()))
         await send({"type": "http.response.body", "body": DONE, "more_body": False})
@@ -270,17 +273,23 @@ class FusionStream(Response):
     async def _handle(self, event: FusionEvent, send: Send) -> bool:
         """Send what ``event`` means; True when the answer is complete."""
         if isinstance(event, FusedToken):
-            if event.delta:
-                self._first_token()
-                await self._write(send, self._writer.content(event.delta))
+            await self._content(send, self._scrubber.feed(event.delta))
             return False
         if isinstance(event, AnswerRestarted):
             if self._outcome.ttft_s is None:
-                return False  # nothing was sent yet: the fallback answer follows
+                self._scrubber.flush()  # nothing was sent yet: drop it, the fallback follows
+                return False
             self._outcome.status = 502
+            await self._content(send, self._scrubber.flush())
+            logger.warning(
+                "%s: the fused answer failed mid-stream: %s",
+                model_id(self._outcome.preset),
+                self._endpoint.redact(event.reason),
+            )
+            reason = client_reason(event.reason, self._endpoint.redact)
             error = APIError(
                 502,
-                f"the fused answer failed mid-stream ({self._endpoint.redact(event.reason)}); "
+                f"the fused answer failed mid-stream ({reason}); "
                 "retry the request, or send it without stream to get the fallback answer",
                 type="server_error",
                 code="answer_restarted",
@@ -296,13 +305,30 @@ class FusionStream(Response):
         if self._outcome.ttft_s is None:
             self._outcome.ttft_s = time.perf_counter() - self._started
 
+    async def _content(self, send: Send, text: str) -> None:
+        if text:
+            self._first_token()
+            await self._write(send, self._writer.content(text))
+
     async def _finish(self, result: FusionResult, send: Send) -> None:
         self._outcome.result = result
+        await self._content(send, self._scrubber.flush())
+        redact = self._endpoint.redact
         for index, call in enumerate(result.tool_calls):
             self._first_token()
-            for chunk in self._writer.tool_call(index, call):
+            safe = call.model_copy(
+                update={
+                    "function": call.function.model_copy(
+                        update={
+                            "name": redact.keys(call.function.name),
+                            "arguments": redact.keys(call.function.arguments),
+                        }
+                    )
+                }
+            )
+            for chunk in self._writer.tool_call(index, safe):
                 await self._write(send, chunk)
-        extension = extension_body(result) if self._parsed.return_candidates else None
+        extension = extension_body(result, redact) if self._parsed.return_candidates else None
         await self._write(send, self._writer.finish(finish_reason(result), extension))
         if self._writer.include_usage:
             await self._write(send, self._writer.usage(result.usage.total))

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import (
@@ -14,6 +13,7 @@ from ..errors import (
     NoCandidatesError,
     PolyfuseError,
 )
+from ..redaction import Redactor, client_reason, upstream_status
 
 __all__ = ["APIError", "Redactor", "error_body", "from_polyfuse_error"]
 
@@ -23,12 +23,12 @@ _STATUS_TYPES: dict[int, str] = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
+    431: "invalid_request_error",
     429: "rate_limit_error",
 }
-
-# The core formats every HTTP failure of an endpoint as "[endpoint] HTTP 401: server text".
-_STATUS_MESSAGE = re.compile(r"\[(?P<endpoint>[^\]]*)\] HTTP (?P<status>\d{3}):")
 
 
 def error_body(
@@ -78,53 +78,31 @@ class APIError(Exception):
         return json.dumps(self.body(), ensure_ascii=False).encode()
 
 
-class Redactor:
-    """Removes known secrets (upstream and server API keys) from text sent to clients."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
-
-
-def _sanitised(error: BaseException | str, redact: Redactor) -> tuple[str, int]:
-    """The text of an upstream failure safe to show a client, and its HTTP status (0: none)."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    status = 0
-    match = _STATUS_MESSAGE.search(text)
-    if match:
-        status = int(match["status"])
-        if status in (401, 403):
-            # The upstream's own text may echo part of our key: say only what happened.
-            text = (
-                f"[{match['endpoint']}] HTTP {status}: the endpoint rejected the server's "
-                "credentials; check its api_key_env in the presets file"
-            )
-    return redact(text), status
-
-
 def from_polyfuse_error(exc: PolyfuseError, redact: Redactor) -> APIError:
     """The HTTP answer for a polyfuse error raised while serving a request.
 
-    * :class:`InvalidRequestError` → 400.
+    Upstream text never reaches the client: each failure is told as the endpoint's name, its
+    HTTP status and a short reason of our own (:func:`polyfuse.redaction.client_reason`); the
+    full text, redacted, is in the server log.
+
+    * :class:`InvalidRequestError` → 400 (our own validation text, redacted).
     * :class:`NoCandidatesError` → 400 when every candidate was refused with 400/422 (the
-      request is at fault), else 502; the message lists each candidate's reason, with the text
-      of upstream authentication failures and every known key removed.
+      request is at fault), else 502; the message lists each candidate's short reason.
     * :class:`AggregationError` and other backend failures → 502.
     """
     if isinstance(exc, InvalidRequestError):
         return APIError(400, redact(str(exc)))
     if isinstance(exc, NoCandidatesError):
-        reasons = [(label, *_sanitised(err, redact)) for label, err in exc.failures]
+        reasons = [
+            (redact(label), client_reason(_text(err), redact), upstream_status(_text(err)))
+            for label, err in exc.failures
+        ]
         lines = "; ".join(f"{label}: {text}" for label, text, _ in reasons)
         if reasons and all(status in (400, 422) for _, _, status in reasons):
             return APIError(
                 400,
-                f"every candidate endpoint rejected the request: {lines}",
+                f"every candidate endpoint rejected the request: {lines} "
+                "(the server log has the endpoints' own messages)",
                 code="upstream_rejected_request",
             )
         return APIError(
@@ -135,9 +113,20 @@ def from_polyfuse_error(exc: PolyfuseError, redact: Redactor) -> APIError:
         )
     if isinstance(exc, AggregationError):
         return APIError(
-            502, f"aggregation failed: {redact(str(exc))}", type="server_error", code="aggregation"
+            502,
+            f"aggregation failed: {client_reason(str(exc), redact)}",
+            type="server_error",
+            code="aggregation",
         )
     if isinstance(exc, BackendError):
-        text, _ = _sanitised(str(exc), redact)
-        return APIError(502, f"upstream failure: {text}", type="server_error", code="upstream")
-    return APIError(500, redact(f"{type(exc).__name__}: {exc}"), type="server_error")
+        return APIError(
+            502,
+            f"upstream failure: {client_reason(str(exc), redact)}",
+            type="server_error",
+            code="upstream",
+        )
+    return APIError(500, client_reason(f"{type(exc).__name__}: {exc}", redact), type="server_error")
+
+
+def _text(error: BaseException | str) -> str:
+    return error if isinstance(error, str) else f"{type(error).__name__}: {error}"

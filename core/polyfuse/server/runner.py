@@ -14,7 +14,9 @@ import uvicorn
 
 from ..errors import PolyfuseError
 from ..presets import PresetRegistry, load_config
+from ..redaction import LOG_FILTER
 from .app import create_app
+from .protocol import protocol_for
 from .settings import ServerSettings
 
 __all__ = ["run_server", "settings_for"]
@@ -42,6 +44,9 @@ def _log_to_stderr(level: str) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
         handler._polyfuse_serve = True  # type: ignore[attr-defined]
+        # On the handler too: it sees the records of every polyfuse.* logger, even one
+        # created after the app (whose loggers carry the filter themselves).
+        handler.addFilter(LOG_FILTER)
         logger.addHandler(handler)
     logger.setLevel(level.upper())
 
@@ -90,6 +95,8 @@ def run_server(config: Path | str, *, host: str | None = None, port: int | None 
             access_log=settings.access_log,
             timeout_graceful_shutdown=settings.shutdown_timeout_s,
             lifespan="on",
+            http=protocol_for(settings),  # connection, header-size and header-time limits
+            ws="none",
         )
     )
     server.run()

@@ -50,8 +50,39 @@ class ServerSettings(BaseModel):
         default=64, ge=1, description="chat completions in flight; more get 429"
     )
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with a 429")
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request body must arrive within this; else 408"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="request line and headers must arrive within this; else 408"
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="larger request header blocks get 431"
+    )
+    max_connections: int = Field(
+        default=512, ge=1, description="open connections; more are answered 503 and closed"
+    )
+    keep_alive_timeout_s: float = Field(
+        default=5.0, gt=0, description="idle keep-alive connections are closed after this"
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names accepted besides loopback ones ('*': any); without API keys "
+        "and with this empty, only loopback names are accepted",
+    )
+    max_messages: int = Field(default=2048, ge=1, description="messages per request; more: 400")
+    max_tools: int = Field(default=128, ge=0, description="tools per request; more: 400")
+    max_content_chars: int = Field(
+        default=1_000_000, ge=1, description="characters of all message text per request; more: 400"
+    )
+    max_json_depth: int = Field(
+        default=64, ge=4, le=512, description="nesting depth of the request JSON; deeper: 400"
+    )
+    max_tokens_ceiling: int = Field(
+        default=32_768, ge=1, description="the largest max_tokens a request may ask for; more: 400"
+    )
     allow_return_candidates: bool = Field(
-        default=True,
+        default=False,
         description='honour the request extension "polyfuse": {"return_candidates": true}',
     )
     forward_params: list[str] = Field(

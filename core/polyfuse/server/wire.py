@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from ..messages import ToolCall
+from ..redaction import Redactor, client_reason
 from ..results import FusionResult
 from ..usage import Usage
 
@@ -50,20 +51,37 @@ def usage_body(usage: Usage) -> dict[str, int]:
     }
 
 
-def extension_body(result: FusionResult) -> dict[str, Any]:
-    """The ``polyfuse`` response extension: how the answer was made, and every candidate."""
+def extension_body(result: FusionResult, redact: Redactor) -> dict[str, Any]:
+    """The ``polyfuse`` response extension: how the answer was made, and every candidate.
+
+    It goes through the same redaction as every other reply: failure texts become the
+    endpoint, status and a short reason (:func:`client_reason`), and every other string
+    (candidate answers) is scrubbed of known keys.
+    """
     record = result.aggregation
-    return {
+    candidates: list[dict[str, Any]] = []
+    for candidate in result.candidates:
+        dumped = candidate.model_dump(mode="json")
+        if candidate.error is not None:
+            dumped["error"]["message"] = client_reason(candidate.error.message, redact)
+        candidates.append(dumped)
+    body = {
         "method": record.method,
         "selected": record.selected,
-        "fallback_reason": record.fallback_reason,
+        "fallback_reason": (
+            None
+            if record.fallback_reason is None
+            else client_reason(record.fallback_reason, redact)
+        ),
         "usage": result.usage.model_dump_total(),
         "candidates_ok": len(result.succeeded),
         "candidates_failed": len(result.failed),
-        "candidates": [c.model_dump(mode="json") for c in result.candidates],
+        "candidates": candidates,
         "scores": record.scores,
         "contributions": record.contributions,
     }
+    # Failure texts went through client_reason (full redaction); the rest is model text.
+    return redact.json(body, model_text=True)
 
 
 def _message(result: FusionResult) -> dict[str, Any]:
