@@ -70,7 +70,7 @@ def ask(
 ) -> str:
     """Run the chain on ``question``, streaming the answer to ``on_token`` if given."""
     chain = build_chain(llm)
-    inputs = {"question": question, "sentences": sentences}
+    inputs: dict[str, object] = {"question": question, "sentences": sentences}
     config: RunnableConfig = {"callbacks": callbacks or []}
     if on_token is None:
         return chain.invoke(inputs, config=config)

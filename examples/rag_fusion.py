@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from llama_index.core import SimpleDirectoryReader, VectorStoreIndex
@@ -77,7 +77,7 @@ def build_synthesizer(
 
 
 @contextlib.contextmanager
-def models(args: argparse.Namespace) -> Iterator[tuple[Backend, BaseEmbedding]]:
+def models(args: argparse.Namespace) -> Generator[tuple[Backend, BaseEmbedding], None, None]:
     """The drafting/fusing model and the embedding model the arguments ask for."""
     api_key = os.environ.get("POLYFUSE_API_KEY")
     need_local = args.local or not args.embed_base_url

@@ -56,6 +56,8 @@ from .messages import (
     AssistantMessage,
     ChatRequest,
     Message,
+    ModelRole,
+    SamplingOptions,
     SamplingParams,
     ToolCall,
     ToolCallFunction,
@@ -65,6 +67,8 @@ from .pool import Pool, PoolMember
 from .prompts import PromptTemplate, load_prompt
 from .redaction import LOG_FILTER
 from .results import AggregationRecord, CallRecord, Candidate, ErrorInfo, FusionResult
+from .spec import FusionOptions, FusionSpec
+from .timeouts import TimeoutLike
 from .usage import Usage, UsageByRole
 
 __version__ = "0.1.0"
@@ -106,12 +110,15 @@ __all__ = [
     "Fusion",
     "FusionDone",
     "FusionEvent",
+    "FusionOptions",
     "FusionResult",
+    "FusionSpec",
     "InvalidRequestError",
     "LLMJudge",
     "MajorityVote",
     "Message",
     "MixtureOfAgents",
+    "ModelRole",
     "NoCandidatesError",
     "NotFoundError",
     "OpenAIEndpoint",
@@ -123,11 +130,13 @@ __all__ = [
     "QuorumPolicy",
     "RateLimitError",
     "RewardModelScorer",
+    "SamplingOptions",
     "SamplingParams",
     "ScoreResult",
     "Scorer",
     "ServerError",
     "StreamDelta",
+    "TimeoutLike",
     "ToolCall",
     "ToolCallFunction",
     "UniversalSelfConsistency",

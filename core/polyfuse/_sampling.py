@@ -266,4 +266,4 @@ async def sample_pool(
     on_event: Callable[[FusionEvent], None] | None = None,
 ) -> list[Candidate]:
     """Sample every candidate of ``pool`` for ``request`` (see :meth:`Pool.sample`)."""
-    return await _Sampler(pool, request, policy, on_event).run()
+    return await _Sampler(pool, request.for_role("candidate"), policy, on_event).run()

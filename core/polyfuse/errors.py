@@ -24,7 +24,10 @@ or a full prompt.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "APIConnectionError",
@@ -50,6 +53,13 @@ class PolyfuseError(Exception):
 
 class InvalidRequestError(PolyfuseError, ValueError):
     """The request or configuration is invalid; the message says what to change."""
+
+    @classmethod
+    def from_validation_error(cls, exc: ValidationError, what: str) -> InvalidRequestError:
+        """``invalid <what>: field: problem; ...`` from a pydantic validation error."""
+        from ._validation import describe_validation_error
+
+        return cls(f"invalid {what}: {describe_validation_error(exc)}")
 
 
 class BackendError(PolyfuseError):

@@ -5,23 +5,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
+
+from typing_extensions import Unpack
 
 from ._sampling import sample_pool
 from ._sync import iterate_sync, run_sync
 from .aggregators._contrib import contributions
 from .aggregators.base import Aggregate, AggregationContext, Aggregator
 from .aggregators.fuse import Fuse
-from .errors import AggregationError, InvalidRequestError, NoCandidatesError, PolyfuseError
+from .errors import (
+    AggregationError,
+    APITimeoutError,
+    InvalidRequestError,
+    NoCandidatesError,
+    PolyfuseError,
+)
 from .events import AggregationStarted, AnswerRestarted, FusedToken, FusionDone, FusionEvent
-from .messages import ChatRequest, MessageInput
+from .messages import ChatRequest, MessageInput, SamplingOptions, SamplingParams
 from .policy import QuorumPolicy
-from .pool import Pool
+from .pool import Pool, _params
 from .prompts import PROMPT_VERSION
 from .redaction import LOG_REDACTOR, client_reason
 from .results import AggregationRecord, CallRecord, Candidate, FusionResult
+from .timeouts import check_total
 from .usage import Usage, UsageByRole
 
 __all__ = ["Fusion"]
@@ -41,6 +50,13 @@ class Fusion:
             backend as the fusor).
         policy: quorum, deadline and fallback rules (default: wait for all, fall back to the
             best surviving candidate if aggregation fails).
+        params: default sampling parameters of every call (a call's own override them).
+
+    Every run method takes the sampling parameters as keyword arguments
+    (:class:`~polyfuse.SamplingOptions`: ``temperature``, ``max_tokens``, ``tools``, ...) and
+    ``timeout``: the most seconds the whole fusion may take (see :mod:`polyfuse.timeouts`);
+    past it every call still in flight is cancelled and :class:`~polyfuse.APITimeoutError` is
+    raised.
 
     Example::
 
@@ -55,6 +71,8 @@ class Fusion:
         pool: Pool,
         aggregator: Aggregator | None = None,
         policy: QuorumPolicy | None = None,
+        *,
+        params: SamplingParams | Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(pool, Pool):
             raise InvalidRequestError(
@@ -68,29 +86,50 @@ class Fusion:
         self.pool = pool
         self.aggregator = aggregator if aggregator is not None else Fuse(pool.members[0].backend)
         self.policy = policy or QuorumPolicy()
+        self.params = _params(params)
 
     def __repr__(self) -> str:
         return f"Fusion(pool={self.pool!r}, aggregator={self.aggregator!r})"
 
     # ------------------------------------------------------------------ async API
 
-    async def arun(self, messages: Prompt, /, **params: Any) -> FusionResult:
+    async def arun(
+        self,
+        messages: Prompt,
+        /,
+        *,
+        timeout: float | None = None,
+        **params: Unpack[SamplingOptions],
+    ) -> FusionResult:
         """Fuse an answer to ``messages`` (a string, OpenAI-style messages, or a ChatRequest).
 
         Keyword arguments are sampling parameters for the candidates (``temperature``,
-        ``max_tokens``, ``tools``, ``response_format``, ``seed``, ...).
+        ``max_tokens``, ``tools``, ``response_format``, ``seed``, ...); ``timeout`` bounds the
+        whole fusion in seconds.
         """
-        return await self._execute(self._request(messages, params), None, stream_answer=False)
+        seconds = None if timeout is None else check_total(timeout)
+        request = self._request(messages, params)
+        return await _bounded(self._execute(request, None, stream_answer=False), seconds)
 
-    async def astream(self, messages: Prompt, /, **params: Any) -> AsyncIterator[FusionEvent]:
+    async def astream(
+        self,
+        messages: Prompt,
+        /,
+        *,
+        timeout: float | None = None,
+        **params: Unpack[SamplingOptions],
+    ) -> AsyncIterator[FusionEvent]:
         """Fuse while yielding events: candidates started/finished/failed, aggregation started,
         the answer's text as :class:`FusedToken` deltas, and finally :class:`FusionDone`.
 
-        Stopping the iteration early cancels every call still in flight.
+        Stopping the iteration early cancels every call still in flight; ``timeout`` bounds
+        the whole fusion in seconds.
         """
+        seconds = None if timeout is None else check_total(timeout)
         request = self._request(messages, params)
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        task = asyncio.ensure_future(self._execute(request, queue.put_nowait, stream_answer=True))
+        run = _bounded(self._execute(request, queue.put_nowait, stream_answer=True), seconds)
+        task = asyncio.ensure_future(run)
         task.add_done_callback(lambda _: queue.put_nowait(_END))
         try:
             while True:
@@ -123,21 +162,40 @@ class Fusion:
 
     # ------------------------------------------------------------------ sync API
 
-    def run(self, messages: Prompt, /, **params: Any) -> FusionResult:
+    def run(
+        self,
+        messages: Prompt,
+        /,
+        *,
+        timeout: float | None = None,
+        **params: Unpack[SamplingOptions],
+    ) -> FusionResult:
         """Sync :meth:`arun` (works in scripts, threads and Jupyter)."""
-        return run_sync(self.arun(messages, **params))
+        return run_sync(self.arun(messages, timeout=timeout, **params))
 
-    def stream(self, messages: Prompt, /, **params: Any) -> Iterator[FusionEvent]:
+    def stream(
+        self,
+        messages: Prompt,
+        /,
+        *,
+        timeout: float | None = None,
+        **params: Unpack[SamplingOptions],
+    ) -> Iterator[FusionEvent]:
         """Sync :meth:`astream`."""
-        return iterate_sync(self.astream(messages, **params))
+        return iterate_sync(self.astream(messages, timeout=timeout, **params))
 
     # ------------------------------------------------------------------ engine
 
-    @staticmethod
-    def _request(messages: Prompt, params: dict[str, Any]) -> ChatRequest:
+    def _request(self, messages: Prompt, params: Mapping[str, Any]) -> ChatRequest:
         if isinstance(messages, ChatRequest):
-            return messages if not params else messages.with_params(messages.params.merged(params))
-        return ChatRequest.build(messages, **params)
+            request = messages
+            if params:
+                request = request.with_params(request.params.merged(params))
+        else:
+            request = ChatRequest.build(messages, **params)
+        if self.params.model_fields_set:
+            request = request.with_params(self.params.merged(request.params))
+        return request
 
     async def _execute(
         self,
@@ -242,6 +300,20 @@ class Fusion:
             if streamed and emit is not None:
                 emit(AnswerRestarted(reason=reason))
             return Aggregate(message=best.message(), record=record, streamed=False)
+
+
+async def _bounded(run: Coroutine[Any, Any, FusionResult], seconds: float | None) -> FusionResult:
+    """Await the fusion ``run``; past ``seconds`` cancel it and raise a timeout."""
+    if seconds is None:
+        return await run
+    try:
+        return await asyncio.wait_for(run, seconds)
+    except asyncio.TimeoutError:
+        raise APITimeoutError(
+            f"the fusion did not finish within timeout={seconds:g}s; every call still in "
+            "flight was cancelled (raise timeout, or set quorum/deadline to answer sooner)",
+            endpoint="fusion",
+        ) from None
 
 
 def _best_surviving(candidates: list[Candidate]) -> Candidate:

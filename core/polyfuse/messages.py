@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypedDict
 
 from ._validation import describe_validation_error
 from .errors import InvalidRequestError
@@ -24,6 +25,8 @@ __all__ = [
     "ChatRequest",
     "Message",
     "MessageInput",
+    "ModelRole",
+    "SamplingOptions",
     "SamplingParams",
     "ToolCall",
     "ToolCallFunction",
@@ -31,6 +34,11 @@ __all__ = [
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 _ROLES = ("system", "developer", "user", "assistant", "tool")
+ModelRole = Literal["candidate", "fusor", "judge", "selector", "proposer"]
+"""Why a model is called: to write a ``candidate``, as the ``fusor`` (Fusion-of-N or the
+Mixture-of-Agents aggregator), as the Best-of-N ``judge``, as the USC ``selector``, or as a
+Mixture-of-Agents ``proposer``. Backends read it from :attr:`ChatRequest.role`."""
+
 _HINTS = {"extra_forbidden": "unknown parameter; put vendor-specific fields in extra_body={...}"}
 
 
@@ -160,6 +168,26 @@ class SamplingParams(BaseModel):
         return body
 
 
+class SamplingOptions(TypedDict, total=False):
+    """The keyword arguments of :meth:`Fusion.run <polyfuse.Fusion.run>` and friends: the
+    :class:`SamplingParams` fields, spelled out for IDEs and type checkers."""
+
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    stop: str | list[str] | None
+    seed: int | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    tools: list[dict[str, Any]] | None
+    tool_choice: str | dict[str, Any] | None
+    parallel_tool_calls: bool | None
+    response_format: dict[str, Any] | None
+    logit_bias: dict[str, float] | None
+    user: str | None
+    extra_body: dict[str, Any] | None
+
+
 class ChatRequest(BaseModel):
     """A validated chat request: messages plus sampling parameters.
 
@@ -174,6 +202,21 @@ class ChatRequest(BaseModel):
 
     _wire: list[dict[str, Any]] | None = PrivateAttr(default=None)
     _encoded: str | None = PrivateAttr(default=None)
+    _role: ModelRole | None = PrivateAttr(default=None)
+
+    @property
+    def role(self) -> ModelRole | None:
+        """Why the model is being called (see :data:`ModelRole`); ``None`` outside a fusion.
+
+        Never sent to the server: backends that route or fake replies by role read it here.
+        """
+        return self._role
+
+    def for_role(self, role: ModelRole) -> ChatRequest:
+        """The same request (sharing the encoded messages), marked as made for ``role``."""
+        clone = self.with_params(self.params)
+        clone._role = role
+        return clone
 
     @property
     def wire_messages(self) -> list[dict[str, Any]]:
@@ -213,6 +256,7 @@ class ChatRequest(BaseModel):
         clone = ChatRequest.model_construct(messages=self.messages, params=params)
         clone._wire = self._wire
         clone._encoded = self._encoded
+        clone._role = self._role
         return clone
 
     @classmethod

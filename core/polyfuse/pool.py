@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from .backends.base import Backend
 from .errors import InvalidRequestError
 from .events import FusionEvent
@@ -43,14 +45,15 @@ class PoolMember:
 
 
 def _params(raw: Mapping[str, Any] | SamplingParams | None) -> SamplingParams:
+    """Sampling parameters from a mapping (validated) or as they are."""
     if raw is None:
         return SamplingParams()
     if isinstance(raw, SamplingParams):
         return raw
     try:
         return SamplingParams.model_validate(dict(raw))
-    except Exception as exc:  # pydantic ValidationError → a clear polyfuse error
-        raise InvalidRequestError(f"invalid sampling parameters: {exc}") from None
+    except ValidationError as exc:
+        raise InvalidRequestError.from_validation_error(exc, "sampling parameters") from None
 
 
 class Pool:

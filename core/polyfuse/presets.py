@@ -19,39 +19,36 @@ Example ``presets.toml``::
     deadline = 20.0
     params = { temperature = 0.8 }
 
-Endpoints are built once and shared by every preset that names them (one connection pool and
-one concurrency limit per endpoint).
+A preset holds every :class:`~polyfuse.FusionOptions` setting (``n``, ``strategy``,
+``fusor_params``, ``judge_params``, ``quorum``, ``deadline``, ``min_candidates``,
+``stream_candidates``, ``vote_extract``, ``moa_layers``, ``params``) with endpoint names for
+``pool`` and ``fusor``; :meth:`PresetSpec.to_spec` turns it into a
+:class:`~polyfuse.FusionSpec`. An endpoint's ``timeout`` has the meaning described in
+:mod:`polyfuse.timeouts` (seconds per request attempt, or a table ``{ connect = 5, read = 60 }``);
+``connect_timeout``, ``read_timeout`` and ``total_timeout`` set one phase each.
+
+This module is the file's schema; :class:`~polyfuse.registry.PresetRegistry` (also importable
+from here) builds the endpoints, starts embedded models and makes the fusions.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from ._validation import describe_validation_error
-from .aggregators import (
-    Aggregator,
-    BestOfN,
-    Fuse,
-    LLMJudge,
-    MajorityVote,
-    MixtureOfAgents,
-    UniversalSelfConsistency,
-)
-from .backends import Backend, OpenAIEndpoint
+from .aggregators.strategies import STRATEGIES, Strategy, build_aggregator
+from .backends.base import Backend
 from .errors import InvalidRequestError
-from .fusion import Fusion
-from .policy import QuorumPolicy
-from .pool import Pool
+from .spec import FusionOptions, FusionSpec
+from .timeouts import endpoint_timeouts
 
 if TYPE_CHECKING:
-    from .local import LocalModel
+    from .registry import PresetRegistry
 
 __all__ = [
     "STRATEGIES",
@@ -59,12 +56,22 @@ __all__ = [
     "PresetRegistry",
     "PresetSpec",
     "PresetsConfig",
+    "Strategy",
+    "TimeoutTable",
     "build_aggregator",
     "load_config",
 ]
 
-Strategy = Literal["fuse", "best-of-n", "vote", "usc", "moa"]
-STRATEGIES: tuple[str, ...] = ("fuse", "best-of-n", "vote", "usc", "moa")
+
+class TimeoutTable(BaseModel):
+    """Per-phase timeouts in seconds, as in ``httpx.Timeout`` (``None``: no limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connect: float | None = Field(default=None, gt=0)
+    read: float | None = Field(default=None, gt=0)
+    write: float | None = Field(default=None, gt=0)
+    pool: float | None = Field(default=None, gt=0)
 
 
 class EndpointSpec(BaseModel):
@@ -80,7 +87,12 @@ class EndpointSpec(BaseModel):
     api_key_env: str | None = None
     supports_n: bool | None = None
     max_concurrency: int | None = Field(default=None, ge=1)
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | TimeoutTable | None = Field(
+        default=None, description="seconds per request attempt, or per-phase timeouts"
+    )
+    connect_timeout: float | None = Field(default=None, gt=0)
+    read_timeout: float | None = Field(default=None, gt=0)
+    total_timeout: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0)
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -91,37 +103,57 @@ class EndpointSpec(BaseModel):
                 raise ValueError("an endpoint is either local = true or has a base_url, not both")
         elif not self.base_url or not self.model:
             raise ValueError("needs base_url and model (or local = true for the embedded model)")
+        self.endpoint_settings()  # a bad timeout fails at load time
         return self
 
+    def endpoint_settings(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`~polyfuse.OpenAIEndpoint` this spec sets (no key)."""
+        settings: dict[str, Any] = endpoint_timeouts(self.timeout)
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "total_timeout",
+            "max_concurrency",
+            "max_retries",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                settings[name] = value
+        if self.params:
+            settings["params"] = self.params
+        return settings
 
-class PresetSpec(BaseModel):
-    """One fusion preset: pool, strategy, N, quorum and the aggregator's model."""
 
-    model_config = ConfigDict(extra="forbid")
+class PresetSpec(FusionOptions):
+    """One fusion preset: :class:`~polyfuse.FusionOptions` with endpoint names for the models."""
 
     pool: list[str] = Field(min_length=1)
-    strategy: Strategy = "fuse"
-    n: int = Field(default=3, ge=1, description="samples per pool member")
+    """Endpoint names of the candidates' models."""
+    n: int = Field(default=3, ge=1)  # pyright: ignore[reportIncompatibleVariableOverride]
+    """Samples per pool member (3 unless set)."""
     fusor: str | None = Field(
         default=None,
         description="endpoint for the fusor / judge / USC selector / MoA aggregator",
     )
-    quorum: int | None = Field(default=None, ge=1)
-    deadline: float | None = Field(default=None, gt=0)
-    min_candidates: int = Field(default=1, ge=1)
-    stream_candidates: bool = False
-    params: dict[str, Any] = Field(default_factory=dict)
-    fusor_params: dict[str, Any] = Field(default_factory=dict)
-    vote_extract: Literal["last_number", "boxed", "answer_tag", "exact", "tool_calls"] = (
-        "last_number"
-    )
-    moa_layers: int = Field(default=2, ge=1)
     description: str = ""
 
     @property
     def size(self) -> int:
         """Candidates per fusion."""
         return self.n * len(self.pool)
+
+    @property
+    def endpoint_names(self) -> list[str]:
+        """The endpoints this preset uses (pool first, then the fusor)."""
+        return list(dict.fromkeys([*self.pool, *([self.fusor] if self.fusor else [])]))
+
+    def to_spec(self, backend: Callable[[str], Backend]) -> FusionSpec:
+        """The :class:`~polyfuse.FusionSpec` with ``backend(name)`` for every endpoint name."""
+        return FusionSpec(
+            **self.fusion_options(),
+            pool=[backend(name) for name in self.pool],
+            fusor=backend(self.fusor) if self.fusor else None,
+        )
 
 
 class PresetsConfig(BaseModel):
@@ -136,13 +168,18 @@ class PresetsConfig(BaseModel):
     @model_validator(mode="after")
     def _check_names(self) -> PresetsConfig:
         for name, preset in self.presets.items():
-            for ref in [*preset.pool, *([preset.fusor] if preset.fusor else [])]:
+            for ref in preset.endpoint_names:
                 if ref not in self.endpoints:
                     known = ", ".join(sorted(self.endpoints)) or "none"
                     raise ValueError(
                         f"preset {name!r} names endpoint {ref!r}, which is not defined "
                         f"(known endpoints: {known})"
                     )
+            if preset.quorum is not None and preset.quorum > preset.size:
+                raise ValueError(
+                    f"preset {name!r}: quorum {preset.quorum} exceeds the {preset.size} "
+                    "candidates the pool samples; lower quorum or raise n"
+                )
         return self
 
 
@@ -171,191 +208,10 @@ def load_config(source: str | Path | Mapping[str, Any]) -> PresetsConfig:
         raise InvalidRequestError(f"invalid presets{where}: {details}") from None
 
 
-def build_aggregator(
-    strategy: str,
-    backend: Backend,
-    *,
-    vote_extract: str = "last_number",
-    moa_layers: int = 2,
-    fusor_params: Mapping[str, Any] | None = None,
-    judge_params: Mapping[str, Any] | None = None,
-) -> Aggregator:
-    """The aggregator for a strategy name, using ``backend`` as its model where it needs one.
+def __getattr__(name: str) -> Any:
+    # PresetRegistry lives in polyfuse.registry (it imports this module); kept importable here.
+    if name == "PresetRegistry":
+        from .registry import PresetRegistry
 
-    ``fusor_params`` go to the fusor (``fuse``) and the MoA aggregator; ``judge_params`` to the
-    Best-of-N judge and the USC selector (which otherwise keep their own defaults).
-    """
-    if strategy == "fuse":
-        return Fuse(backend, params=dict(fusor_params or {}))
-    if strategy == "best-of-n":
-        return BestOfN(LLMJudge(backend, params=dict(judge_params or {}) or None))
-    if strategy == "vote":
-        return MajorityVote(vote_extract)  # type: ignore[arg-type]
-    if strategy == "usc":
-        return UniversalSelfConsistency(backend, params=dict(judge_params or {}) or None)
-    if strategy == "moa":
-        return MixtureOfAgents(backend, layers=moa_layers, params=dict(fusor_params or {}))
-    raise InvalidRequestError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-
-
-class PresetRegistry:
-    """Builds endpoints and fusions from a :class:`PresetsConfig`; owns embedded models.
-
-    Use as a (sync or async) context manager: entering starts any embedded model the presets
-    need, leaving stops it.
-    """
-
-    def __init__(self, config: PresetsConfig) -> None:
-        self.config = config
-        self._backends: dict[str, Backend] = {}
-        self._local_models: dict[str, LocalModel] = {}
-        self._fusions: dict[str, Fusion] = {}
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> PresetRegistry:
-        """Load a presets file."""
-        return cls(load_config(path))
-
-    @property
-    def names(self) -> list[str]:
-        """Preset names, in file order."""
-        return list(self.config.presets)
-
-    def _slots_for(self, endpoint: str) -> int:
-        slots = 2
-        for preset in self.config.presets.values():
-            if endpoint in preset.pool or preset.fusor == endpoint:
-                slots = max(slots, preset.size + 1)
-        return min(slots, 16)
-
-    def start(self) -> PresetRegistry:
-        """Start embedded models and build every endpoint (idempotent)."""
-        for name, spec in self.config.endpoints.items():
-            if name in self._backends:
-                continue
-            if spec.local:
-                from .local import LocalModel
-
-                model = LocalModel(spec.gguf, slots=self._slots_for(name), name=name)
-                model.start()
-                self._local_models[name] = model
-                self._backends[name] = model.endpoint(**self._endpoint_settings(spec))
-            else:
-                assert spec.base_url and spec.model
-                settings = self._endpoint_settings(spec)
-                settings["name"] = name
-                key = self._api_key(name, spec)
-                if key is not None:
-                    settings["api_key"] = key
-                if spec.supports_n is not None:
-                    settings["supports_n"] = spec.supports_n
-                self._backends[name] = OpenAIEndpoint(spec.base_url, spec.model, **settings)
-        return self
-
-    @staticmethod
-    def _endpoint_settings(spec: EndpointSpec) -> dict[str, Any]:
-        settings: dict[str, Any] = {}
-        if spec.max_concurrency is not None:
-            settings["max_concurrency"] = spec.max_concurrency
-        if spec.timeout is not None:
-            settings["read_timeout"] = spec.timeout
-        if spec.max_retries is not None:
-            settings["max_retries"] = spec.max_retries
-        if spec.params:
-            settings["params"] = spec.params
-        return settings
-
-    @staticmethod
-    def _api_key(name: str, spec: EndpointSpec) -> SecretStr | None:
-        if spec.api_key_env:
-            value = os.environ.get(spec.api_key_env)
-            if value is None:
-                raise InvalidRequestError(
-                    f"endpoint {name!r} reads its API key from ${spec.api_key_env}, "
-                    "which is not set"
-                )
-            return SecretStr(value)
-        return spec.api_key
-
-    def backend(self, name: str) -> Backend:
-        """The backend built for an endpoint name."""
-        if not self._backends:
-            self.start()
-        try:
-            return self._backends[name]
-        except KeyError:
-            raise InvalidRequestError(f"unknown endpoint {name!r}") from None
-
-    def fusion(self, name: str) -> Fusion:
-        """The :class:`Fusion` for a preset (built once)."""
-        if name in self._fusions:
-            return self._fusions[name]
-        if name not in self.config.presets:
-            known = ", ".join(self.names) or "none"
-            raise InvalidRequestError(f"unknown preset {name!r}; known presets: {known}")
-        spec = self.config.presets[name]
-        members = [self.backend(ref) for ref in spec.pool]
-        pool = (
-            Pool.repeat(members[0], spec.n)
-            if len(members) == 1
-            else Pool.panel(members, samples=spec.n)
-        )
-        aggregator = build_aggregator(
-            spec.strategy,
-            self.backend(spec.fusor or spec.pool[0]),
-            vote_extract=spec.vote_extract,
-            moa_layers=spec.moa_layers,
-            fusor_params=spec.fusor_params,
-        )
-        policy = QuorumPolicy(
-            quorum=spec.quorum,
-            deadline=spec.deadline,
-            min_candidates=spec.min_candidates,
-            stream_candidates=spec.stream_candidates,
-        )
-        fusion = Fusion(pool, aggregator, policy)
-        self._fusions[name] = fusion
-        return fusion
-
-    def params(self, name: str) -> dict[str, Any]:
-        """The preset's default sampling parameters for candidates."""
-        return dict(self.config.presets[name].params)
-
-    def stop(self) -> None:
-        """Stop embedded models."""
-        for model in self._local_models.values():
-            model.stop()
-        self._local_models.clear()
-        self._backends.clear()
-        self._fusions.clear()
-
-    async def aclose(self) -> None:
-        """Close connections of the running loop and stop embedded models."""
-        for backend in self._backends.values():
-            await backend.aclose()
-        self.stop()
-
-    def __enter__(self) -> PresetRegistry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> PresetRegistry:
-        import asyncio
-
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        return PresetRegistry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

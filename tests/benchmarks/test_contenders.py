@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from benchmarks.harness.contenders import CONTENDERS, Contender
 from benchmarks.harness.workload import Workload
@@ -31,7 +33,9 @@ def drafting(body: dict[str, object], index: int) -> FakeReply:
 
 
 @pytest.mark.parametrize("name", IN_PROCESS)
-async def test_contender_fuses_and_streams(make_fake, fake_url: str, name: str) -> None:
+async def test_contender_fuses_and_streams(
+    make_fake: Callable[..., FakeOpenAIServer], fake_url: str, name: str
+) -> None:
     fake: FakeOpenAIServer = make_fake(responder=drafting)
     contender: Contender = CONTENDERS[name](Workload.single(fake_url, 3, model="fake-model"))
     await contender.open()
@@ -53,7 +57,9 @@ async def test_contender_fuses_and_streams(make_fake, fake_url: str, name: str) 
         assert "sees-drafts" in text
 
 
-async def test_polyfuse_panel_with_quorum(make_fake, fake_url: str) -> None:
+async def test_polyfuse_panel_with_quorum(
+    make_fake: Callable[..., FakeOpenAIServer], fake_url: str
+) -> None:
     """Different candidate URLs make a panel (fan-out); a quorum still fuses."""
     fake: FakeOpenAIServer = make_fake(responder=drafting)
     other = fake_url.replace("127.0.0.1", "localhost")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from benchmarks.harness import report
@@ -36,7 +37,7 @@ def test_simulated_server_process_and_worker() -> None:
         assert len(servers.base_urls) == 2 and servers.base_urls[0] != servers.base_urls[1]
         workload = Workload.single(servers.base_urls[0], 3)
 
-        async def one_call() -> dict[str, object]:
+        async def one_call() -> dict[str, Any]:
             client = RawHTTP(servers.base_urls[1], "k")
             try:
                 body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

@@ -15,6 +15,7 @@ from polyfuse import (
     AggregationStarted,
     CandidateFinished,
     CandidateStarted,
+    Fuse,
     FusedToken,
     Fusion,
     FusionDone,
@@ -27,9 +28,12 @@ from polyfuse import (
 )
 from polyfuse.testing import FakeOpenAIServer, FakeReply, Fault, LatencyModel
 
+FUSOR_MODEL = "fusor-model"
+
 
 def fixed_usage(body: dict[str, Any], index: int) -> FakeReply:
-    if "final editor" in body["messages"][0]["content"]:
+    """Candidates and the fusor (its own model name, not its prompt, tells them apart)."""
+    if body["model"] == FUSOR_MODEL:
         return FakeReply(content="the fused answer", prompt_tokens=100, completion_tokens=7)
     return FakeReply(content=f"candidate {body.get('seed')}", prompt_tokens=10, completion_tokens=3)
 
@@ -39,7 +43,8 @@ async def test_usage_is_the_exact_sum_of_every_call(
 ) -> None:
     make_fake(responder=fixed_usage)
     endpoint = endpoint_factory(supports_n=False)
-    result = await Fusion(Pool.repeat(endpoint, 4)).arun("q", seed=0)
+    fusor = Fuse(endpoint_factory(FUSOR_MODEL))
+    result = await Fusion(Pool.repeat(endpoint, 4), fusor).arun("q", seed=0)
     assert result.content == "the fused answer"
     assert result.usage.candidates.model_dump() == {
         "prompt_tokens": 40,
@@ -96,7 +101,8 @@ async def test_survivors_are_fused_when_some_fail(
     fake = make_fake(responder=fixed_usage)
     endpoint = endpoint_factory(supports_n=False, max_retries=0)
     fake.inject(Fault("malformed_json"))
-    result = await Fusion(Pool.repeat(endpoint, 3)).arun("q", seed=0)
+    fusor = Fuse(endpoint_factory(FUSOR_MODEL))
+    result = await Fusion(Pool.repeat(endpoint, 3), fusor).arun("q", seed=0)
     assert len(result.succeeded) == 2 and len(result.failed) == 1
     assert result.failed[0].error is not None and result.failed[0].error.type == "ProtocolError"
     assert result.content == "the fused answer"

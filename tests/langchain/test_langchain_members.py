@@ -12,7 +12,7 @@ from uuid import UUID
 import httpx
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.language_models import GenericFakeChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
@@ -122,7 +122,8 @@ async def test_concurrent_calls_keep_their_own_child_runs(
     model = ChatFusion(candidates=[chat_openai("a")], n=2)
     runs = Runs()
     questions = ["alpha question", "beta question", "gamma question"]
-    await model.abatch(questions, config={"callbacks": [runs]})
+    inputs: list[LanguageModelInput] = [*questions]
+    await model.abatch(inputs, config={"callbacks": [runs]})
     roots = {r["id"]: r["text"] for r in runs.runs if r["name"] == "ChatFusion"}
     assert sorted(roots.values()) == sorted(questions)
     children = [r for r in runs.runs if r["name"] != "ChatFusion"]
@@ -154,7 +155,7 @@ def test_structured_output_through_langchain_members(
 def test_streaming_candidates_and_fused_answer(chat_openai: Callable[..., ChatOpenAI]) -> None:
     model = ChatFusion(candidates=[chat_openai("a"), chat_openai("b")], stream_candidates=True)
     chunks = list(model.stream("stream through members"))
-    assert chunks[-1].chunk_position == "last"
+    assert chunks[-1].chunk_position == "last"  # pyright: ignore[reportAttributeAccessIssue]
     fusion = chunks[-1].response_metadata["fusion"]
     assert all(c["status"] == "ok" for c in fusion["candidates"])
     assert all(c["usage"]["calls_without_usage"] == 0 for c in fusion["candidates"])
@@ -301,7 +302,7 @@ def test_streamed_chain_attaches_member_runs_to_the_chain(
     )
     runs = ChainRuns()
     chunks = list(chain.stream({"q": "streamed chain"}, config={"callbacks": [runs]}))
-    assert chunks[-1].chunk_position == "last"
+    assert chunks[-1].chunk_position == "last"  # pyright: ignore[reportAttributeAccessIssue]
     sequence = next(r for r in runs.runs if r["name"] == "RunnableSequence")
     members = [r for r in runs.runs if r["name"] == "ChatOpenAI"]
     assert len(members) == 3
@@ -326,11 +327,15 @@ def test_langgraph_messages_stream_shows_only_the_fused_answer(
     streamed = [
         (chunk, meta)
         for chunk, meta in app.stream(
-            {"messages": [("human", "graph question")]}, stream_mode="messages"
+            {"messages": [("human", "graph question")]},  # pyright: ignore[reportArgumentType]
+            stream_mode="messages",
         )
     ]
-    final = app.invoke({"messages": [("human", "graph question")]})["messages"][-1]
-    text = "".join(str(chunk.content) for chunk, _ in streamed)
+    # LangGraph types invoke/stream with the state TypedDict; users pass message tuples
+    state: Any = app.invoke({"messages": [("human", "graph question")]})  # pyright: ignore[reportArgumentType]
+    final = state["messages"][-1]
+    text = "".join(str(chunk.content) for chunk, _ in streamed)  # pyright: ignore[reportAttributeAccessIssue]
     assert text == final.content  # candidates' own tokens (tagged nostream) are not in it
-    assert {meta["langgraph_node"] for _, meta in streamed} == {"answer"}
+    meta_nodes = {meta["langgraph_node"] for _, meta in streamed}  # pyright: ignore[reportArgumentType,reportCallIssue]
+    assert meta_nodes == {"answer"}
     assert len(streamed) > 2

@@ -190,7 +190,7 @@ async def test_parallel_fusion_nodes_keep_their_own_records_and_progress(
             if mode == "custom" and e["polyfuse"] == "candidate_finished" and e["node"] == side
         ]
         assert sorted(finished) == [f"{side}-a", f"{side}-b"]
-    assert sorted(m.content for m in state["messages"]) == [
+    assert sorted(m.content for m in state["messages"]) == [  # pyright: ignore[reportAttributeAccessIssue]
         "Answer 0: argue for spaces",
         "Answer 0: argue for tabs",
     ]

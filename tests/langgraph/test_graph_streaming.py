@@ -34,9 +34,9 @@ def _panel(url: str) -> ChatFusion:
 
 def _check(parts: list[tuple[str, Any]]) -> None:
     """The three modes, asserted on content and order."""
-    tokens = [(i, chunk, meta) for i, (mode, (chunk, meta)) in _only(parts, "messages")]
-    custom = [(i, event) for i, (mode, event) in _only(parts, "custom")]
-    updates = [update for _, (mode, update) in _only(parts, "updates")]
+    tokens = [(i, chunk, meta) for i, (_, (chunk, meta)) in _only(parts, "messages")]
+    custom = [(i, event) for i, (_, event) in _only(parts, "custom")]
+    updates = [update for _, (_, update) in _only(parts, "updates")]
 
     # messages: the fused answer and nothing else, token by token, from the fusion node
     assert all(isinstance(chunk, AIMessageChunk) for _, chunk, _ in tokens)

@@ -228,7 +228,7 @@ def test_structured_predict(llm: FusionLLM) -> None:
 @pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecationWarning")
 async def test_function_agent_loop(llm: FusionLLM) -> None:
     agent = FunctionAgent(tools=[FunctionTool.from_defaults(fn=multiply)], llm=llm)
-    output = await agent.run(user_msg="What is 3 times 3?")
+    output = await agent.run(user_msg="What is 3 times 3?")  # pyright: ignore[reportDeprecated]
     assert output.tool_calls[0].tool_name == "multiply"
     assert output.tool_calls[0].tool_output.content == "9"
     assert str(output.response.content) == "Fused: The tool said: 9"

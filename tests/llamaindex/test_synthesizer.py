@@ -356,7 +356,8 @@ async def test_no_nodes_async(rag_fake: FakeOpenAIServer, endpoints: Endpoints) 
     assert str(response) == "Empty Response"
     assert await FusionSynthesizer(endpoints()).aget_response(QUESTION, []) == "Empty Response"
     streaming = FusionSynthesizer(endpoints(), streaming=True)
-    assert [t async for t in await streaming.aget_response(QUESTION, [])] == ["Empty Response"]
+    tokens = await streaming.aget_response(QUESTION, [])
+    assert [t async for t in tokens] == ["Empty Response"]  # pyright: ignore[reportGeneralTypeIssues]
     assert rag_fake.requests == []
 
 
@@ -524,7 +525,7 @@ def test_concurrent_async_queries_stay_separate(
     synth = FusionSynthesizer(endpoints(), num_drafts=2)
     query_engine = engine(synth, bm25(2))
 
-    async def both() -> list[Any]:
+    async def both() -> tuple[Any, ...]:
         return await asyncio.gather(
             query_engine.aquery(QUESTION), query_engine.aquery("How tall is Mount Everest?")
         )

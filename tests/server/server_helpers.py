@@ -6,7 +6,7 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +66,7 @@ def presets_for(fake_url: str, **overrides: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def running(config: dict[str, Any]) -> Iterator[RunningServer]:
+def running(config: dict[str, Any]) -> Generator[RunningServer, None, None]:
     """Serve ``create_app(config)`` with uvicorn (lifespan on) in a daemon thread."""
     app = create_app(load_config(config))
     # The same guarded protocol (connection, header-size and header-time limits) as

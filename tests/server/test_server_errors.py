@@ -331,7 +331,7 @@ def test_partial_candidate_failure_still_answers(
         server={"allow_return_candidates": True},
     )
     fake = make_fake(n_mode="reject")  # the pool learns to make three separate calls
-    body = {"model": "fusion/fast", "messages": USER}
+    body: dict[str, Any] = {"model": "fusion/fast", "messages": USER}
     assert post(server, body).status_code == 200
     fake.inject(Fault("status", status=503, match_model="fake-model", times=2))
     body["polyfuse"] = {"return_candidates": True}

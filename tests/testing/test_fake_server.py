@@ -609,7 +609,7 @@ def test_paced_stream_and_output_tokens() -> None:
     app = FakeOpenAIServer(latency=latency, seed=3)
     with serve(app) as s, httpx.Client(base_url=s.base_url, timeout=5.0) as c:
         start = time.monotonic()
-        chunks, events = stream_chunks(c, stream_options={"include_usage": True})
+        chunks, _ = stream_chunks(c, stream_options={"include_usage": True})
         assert time.monotonic() - start >= 0.03
         content = joined_content(chunks)
         assert len(content.split()) == 20 and content.endswith("tok")

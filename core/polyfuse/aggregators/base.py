@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from ..backends.base import Backend, StreamAccumulator
 from ..errors import PolyfuseError
-from ..messages import AssistantMessage, ChatRequest, SamplingParams
+from ..messages import AssistantMessage, ChatRequest, ModelRole, SamplingParams
 from ..policy import QuorumPolicy
 from ..pool import Pool
 from ..results import AggregationRecord, CallRecord, CallRole, Candidate, ErrorInfo
@@ -62,21 +62,34 @@ class Aggregator(ABC):
         return f"{type(self).__name__}()"
 
 
+_MODEL_ROLE: dict[CallRole, ModelRole] = {
+    "candidate": "candidate",
+    "aggregator": "fusor",
+    "judge": "judge",
+    "proposer": "proposer",
+}
+
+
 async def call_model(
     backend: Backend,
     messages: Sequence[dict[str, Any]],
     params: SamplingParams,
     *,
     role: CallRole,
+    model_role: ModelRole | None = None,
     on_token: Callable[[str], None] | None = None,
     note: str | None = None,
 ) -> CallRecord:
     """Call ``backend`` once (streaming when ``on_token`` is given) and record the call.
 
+    ``role`` is the record's accounting role; ``model_role`` is what the backend sees as
+    :attr:`ChatRequest.role` (default: ``fusor`` for the aggregator, else ``role`` itself).
     Backend failures are recorded on the returned record (``error`` set), not raised; the caller
     decides what a failure means.
     """
-    request = ChatRequest.from_wire(list(messages), params)
+    request = ChatRequest.from_wire(list(messages), params).for_role(
+        model_role or _MODEL_ROLE[role]
+    )
     started = time.perf_counter()
     try:
         if on_token is None:

@@ -75,6 +75,7 @@ class UniversalSelfConsistency(Aggregator):
             [{"role": "system", "content": system}, {"role": "user", "content": user}],
             self.params,
             role="aggregator",
+            model_role="selector",
         )
         if call.error is not None:
             raise AggregationError(

@@ -1,5 +1,6 @@
 """Backends: where candidates and aggregator calls are answered."""
 
+from ._wire import error_message, retry_after_seconds
 from .base import Backend, Completion, StreamAccumulator, StreamDelta
 from .openai import EndpointConfig, OpenAIEndpoint
 
@@ -10,4 +11,6 @@ __all__ = [
     "OpenAIEndpoint",
     "StreamAccumulator",
     "StreamDelta",
+    "error_message",
+    "retry_after_seconds",
 ]

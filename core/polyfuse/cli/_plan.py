@@ -8,14 +8,16 @@ stops the embedded model).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from ..errors import InvalidRequestError
-from ..presets import STRATEGIES, PresetsConfig, load_config
+from ..messages import SamplingParams
+from ..presets import PresetsConfig, load_config
+from ..spec import FusionOptions
 
 __all__ = ["LOCAL_MAX_TOKENS", "AskOptions", "AskPlan", "plan_ask"]
 
@@ -30,7 +32,12 @@ _FUSOR = "fusor"
 
 @dataclass
 class AskOptions:
-    """The options of ``polyfuse ask`` that shape the fusion (all optional)."""
+    """The options of ``polyfuse ask`` that shape the fusion (all optional).
+
+    Flags named like a :class:`~polyfuse.FusionOptions` field (``n``, ``strategy``,
+    ``quorum``, ``deadline``) or a :class:`~polyfuse.SamplingParams` field (``temperature``,
+    ``max_tokens``, ``seed``) are validated by those models and override the preset's values.
+    """
 
     n: int | None = None
     strategy: str | None = None
@@ -47,6 +54,25 @@ class AskOptions:
     seed: int | None = None
     quorum: int | None = None
     deadline: float | None = None
+
+    def _set(self, names: Any) -> dict[str, Any]:
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name in names and getattr(self, f.name) is not None
+        }
+
+    def fusion_overrides(self) -> dict[str, Any]:
+        """The :class:`~polyfuse.FusionOptions` the flags set, validated."""
+        overrides = self._set(FusionOptions.model_fields)
+        _validate_flags(FusionOptions, overrides)
+        return overrides
+
+    def sampling_overrides(self) -> dict[str, Any]:
+        """The sampling parameters the flags set, validated."""
+        params = self._set(SamplingParams.model_fields)
+        _validate_flags(SamplingParams, params)
+        return params
 
 
 @dataclass
@@ -65,38 +91,34 @@ class AskPlan:
 
 def plan_ask(options: AskOptions) -> AskPlan:
     """Check the options and build the plan; raise :class:`InvalidRequestError` on misuse."""
-    _check_numbers(options)
+    options.fusion_overrides()
+    options.sampling_overrides()
     if options.config is not None:
         return _from_file(options)
     return _from_flags(options)
 
 
-def _check_numbers(options: AskOptions) -> None:
-    if options.n is not None and options.n < 1:
-        raise InvalidRequestError(f"--n must be at least 1 (got {options.n})")
-    if options.strategy is not None and options.strategy not in STRATEGIES:
-        raise InvalidRequestError(
-            f"unknown strategy {options.strategy!r}; use one of {', '.join(STRATEGIES)}"
-        )
-    if options.quorum is not None and options.quorum < 1:
-        raise InvalidRequestError(f"--quorum must be at least 1 (got {options.quorum})")
-    if options.deadline is not None and options.deadline <= 0:
-        raise InvalidRequestError(f"--deadline must be > 0 seconds (got {options.deadline})")
-    if options.max_tokens is not None and options.max_tokens < 1:
-        raise InvalidRequestError(f"--max-tokens must be at least 1 (got {options.max_tokens})")
-    if options.temperature is not None and options.temperature < 0:
-        raise InvalidRequestError(f"--temperature must be >= 0 (got {options.temperature})")
+def _validate_flags(
+    model: type[FusionOptions] | type[SamplingParams], values: dict[str, Any]
+) -> None:
+    """Validate flag values with the model that owns them; errors name the flag."""
+    try:
+        model.model_validate(values)
+    except ValidationError as exc:
+        raise InvalidRequestError("; ".join(_flag_error(err) for err in exc.errors())) from None
 
 
-def _cli_params(options: AskOptions) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if options.temperature is not None:
-        params["temperature"] = options.temperature
-    if options.max_tokens is not None:
-        params["max_tokens"] = options.max_tokens
-    if options.seed is not None:
-        params["seed"] = options.seed
-    return params
+def _flag_error(err: Any) -> str:
+    loc = err["loc"]
+    flag = f"--{str(loc[0]).replace('_', '-')}" if loc else "options"
+    ctx = err.get("ctx") or {}
+    got = err.get("input")
+    if err["type"] == "greater_than_equal":
+        return f"{flag} must be at least {ctx['ge']} (got {got})"
+    if err["type"] == "greater_than":
+        return f"{flag} must be > {ctx['gt']} (got {got})"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{flag}: {message}"
 
 
 # ---------------------------------------------------------------------------------- flags
@@ -119,17 +141,12 @@ def _from_flags(options: AskOptions) -> AskPlan:
         endpoints[_LOCAL] = {"local": True, "gguf": str(options.gguf) if options.gguf else None}
     pool = list(endpoints)
     fusor = _flag_fusor(options, endpoints)
-    n = options.n if options.n is not None else (3 if len(pool) == 1 else 1)
-    size = n * len(pool)
-    if options.quorum is not None and options.quorum > size:
-        raise InvalidRequestError(f"--quorum {options.quorum} exceeds the {size} candidates")
-    preset: dict[str, Any] = {"pool": pool, "n": n, "strategy": options.strategy or "fuse"}
+    flags = options.fusion_overrides()
+    n = FusionOptions(**flags).samples_per_member(len(pool))
+    preset: dict[str, Any] = {**flags, "pool": pool, "n": n}
+    FusionOptions(**flags).check_quorum(n * len(pool))
     if fusor is not None:
         preset["fusor"] = fusor
-    if options.quorum is not None:
-        preset["quorum"] = options.quorum
-    if options.deadline is not None:
-        preset["deadline"] = options.deadline
     config = load_config({"endpoints": endpoints, "presets": {_PRESET: preset}})
     return AskPlan(config=config, preset=_PRESET, params=_params_for(config, _PRESET, options))
 
@@ -206,19 +223,14 @@ def _from_file(options: AskOptions) -> AskPlan:
         raise InvalidRequestError(
             f"no preset {name!r} in {str(options.config)!r} (known presets: {known})"
         )
-    preset = config.presets[name].model_dump()
-    for key in ("n", "strategy", "quorum", "deadline"):
-        value = getattr(options, key)
-        if value is not None:
-            preset[key] = value
+    preset = {**config.presets[name].model_dump(), **options.fusion_overrides()}
+    FusionOptions(**options.fusion_overrides()).check_quorum(preset["n"] * len(preset["pool"]))
     endpoints = {
         ref: config.endpoints[ref].model_dump()
         for ref in [*preset["pool"], *([preset["fusor"]] if preset["fusor"] else [])]
     }
     if options.fusor is not None:
         preset["fusor"] = _file_fusor(options, config, endpoints)
-    if options.quorum is not None and options.quorum > preset["n"] * len(preset["pool"]):
-        raise InvalidRequestError(f"--quorum {options.quorum} exceeds the preset's candidates")
     narrowed = load_config({"endpoints": endpoints, "presets": {name: preset}})
     return AskPlan(config=narrowed, preset=name, params=_params_for(narrowed, name, options))
 
@@ -262,7 +274,7 @@ def _file_fusor(
 def _params_for(config: PresetsConfig, name: str, options: AskOptions) -> dict[str, Any]:
     preset = config.presets[name]
     params = dict(preset.params)
-    params.update(_cli_params(options))
+    params.update(options.sampling_overrides())
     uses_local = any(config.endpoints[ref].local for ref in preset.pool)
     if uses_local and "max_tokens" not in params:
         params["max_tokens"] = LOCAL_MAX_TOKENS

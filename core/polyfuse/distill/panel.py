@@ -13,7 +13,8 @@ from ..aggregators import Aggregator, LLMJudge
 from ..backends import Backend, EndpointConfig
 from ..policy import QuorumPolicy
 from ..pool import Pool
-from ..presets import PresetRegistry, PresetsConfig, build_aggregator
+from ..presets import PresetsConfig
+from ..registry import PresetRegistry
 from .spec import METHOD_OF, DistillSpec
 
 __all__ = ["Admission", "Panel"]
@@ -63,18 +64,14 @@ class Panel:
                 actors); each gets ``1/share`` of every endpoint's ``max_concurrency``.
         """
         registry = PresetRegistry(_subset(spec, share)).start()
-        preset = spec.preset_spec
-        fusion = registry.fusion(spec.preset)
+        fusion_spec = registry.spec(spec.preset)
+        fusion = fusion_spec.build()
         fusor = registry.backend(spec.fusor_endpoint)
         judge_backend = registry.backend(spec.judge_endpoint)
         aggregators: dict[str, Aggregator] = {}
         for strategy in spec.strategies:
-            aggregators[METHOD_OF[strategy]] = build_aggregator(
-                strategy,
-                judge_backend if strategy == "best-of-n" else fusor,
-                vote_extract=preset.vote_extract,
-                moa_layers=preset.moa_layers,
-                fusor_params=preset.fusor_params,
+            aggregators[METHOD_OF[strategy]] = fusion_spec.aggregator(
+                judge_backend if strategy == "best-of-n" else fusor, strategy=strategy
             )
         return cls(
             pool=fusion.pool,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .._validation import describe_validation_error
+from ..aggregators.strategies import Strategy
 from ..errors import InvalidRequestError
 from ..presets import EndpointSpec, PresetsConfig, PresetSpec, load_config
 from ..prompts import PROMPT_VERSION
@@ -32,8 +33,6 @@ __all__ = [
 
 RecordFormat = Literal["sft", "alpaca", "preference"]
 Chosen = Literal["primary", "best"]
-Strategy = Literal["fuse", "best-of-n", "vote", "usc", "moa"]
-
 METHOD_OF: dict[str, str] = {
     "fuse": "fuse",
     "best-of-n": "best_of_n",

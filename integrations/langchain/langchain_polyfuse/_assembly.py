@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,20 +14,18 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
 from polyfuse import (
-    Aggregator,
     Backend,
     Fusion,
+    FusionSpec,
     InvalidRequestError,
     OpenAIEndpoint,
     Pool,
     PoolMember,
-    QuorumPolicy,
 )
-from polyfuse.presets import STRATEGIES, Strategy
 
 from .backends import LangChainBackend
 
-__all__ = ["STRATEGIES", "FusionPlan", "Strategy", "member_backend", "shared_endpoint"]
+__all__ = ["FusionPlan", "member_backend", "shared_endpoint"]
 
 
 _CACHE_SIZE = 128
@@ -84,7 +82,7 @@ def member_backend(item: Any, *, where: str) -> Backend:
 
 @dataclass(frozen=True)
 class FusionPlan:
-    """A ready ``Fusion`` plus what is needed to rebuild it around one call's callbacks.
+    """A ready ``Fusion`` plus the :class:`FusionSpec` to rebuild it around one call's callbacks.
 
     ``fusion`` is used as is unless a member or the fusor wraps a LangChain model and the call
     has callbacks; then :meth:`fusion_for` builds a request-scoped ``Fusion`` whose LangChain
@@ -92,30 +90,28 @@ class FusionPlan:
     share per-call state).
     """
 
-    members: tuple[PoolMember, ...]
-    fusor: Backend
-    aggregator: Callable[[Backend], Aggregator]
-    policy: QuorumPolicy
+    spec: FusionSpec
     fusion: Fusion
 
     @classmethod
-    def build(
-        cls,
-        members: Sequence[PoolMember],
-        fusor: Backend,
-        aggregator: Callable[[Backend], Aggregator],
-        policy: QuorumPolicy,
-    ) -> FusionPlan:
-        """Assemble the plan (raises :class:`InvalidRequestError` for an empty pool)."""
-        pool = Pool(members)
-        return cls(
-            tuple(pool.members), fusor, aggregator, policy, Fusion(pool, aggregator(fusor), policy)
-        )
+    def build(cls, spec: FusionSpec) -> FusionPlan:
+        """Build the spec's fusion (raises :class:`InvalidRequestError` for bad settings)."""
+        return cls(spec, spec.build())
 
     @property
     def pool(self) -> Pool:
         """The pool the candidates come from."""
         return self.fusion.pool
+
+    @property
+    def members(self) -> tuple[PoolMember, ...]:
+        """The pool's members."""
+        return self.fusion.pool.members
+
+    @property
+    def fusor(self) -> Backend:
+        """The aggregating model."""
+        return self.spec.fusor_backend
 
     @property
     def wraps_langchain(self) -> bool:
@@ -134,5 +130,6 @@ class FusionPlan:
                 return backend.with_callbacks(callbacks)
             return backend
 
-        pool = Pool([PoolMember(bind(m.backend), m.samples, m.params) for m in self.members])
-        return Fusion(pool, self.aggregator(bind(self.fusor)), self.policy)
+        members = [PoolMember(bind(m.backend), m.samples, m.params) for m in self.members]
+        update = {"pool": members, "fusor": bind(self.fusor)}
+        return self.spec.model_copy(update=update).build()

@@ -144,11 +144,13 @@ def tool_call_chunks(calls: Sequence[PolyfuseToolCall] | None) -> list[ToolCallC
 
 def usage_metadata(usage: Usage) -> UsageMetadata:
     """A polyfuse usage total as LangChain ``usage_metadata``."""
-    return UsageMetadata(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )
+    # the *_token_details keys are NotRequired at runtime; pyright reads them as required
+    metadata: UsageMetadata = {  # pyright: ignore[reportAssignmentType]
+        "input_tokens": usage.prompt_tokens,
+        "output_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    return metadata
 
 
 def usage_from_metadata(metadata: UsageMetadata | None) -> Usage:

@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mappin
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -26,7 +25,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, SkipValidation, ValidationError
 
 from polyfuse import (
     AggregationError,
@@ -35,25 +34,44 @@ from polyfuse import (
     Fusion,
     FusionDone,
     FusionEvent,
+    FusionOptions,
     FusionResult,
+    FusionSpec,
     InvalidRequestError,
     OpenAIEndpoint,
     Pool,
     PoolMember,
-    QuorumPolicy,
+    TimeoutLike,
 )
-from polyfuse.presets import build_aggregator
+from polyfuse.timeouts import endpoint_timeouts
 
-from ._assembly import FusionPlan, Strategy, member_backend, shared_endpoint
+from ._assembly import FusionPlan, member_backend, shared_endpoint
 from ._convert import to_openai_messages
 from ._results import ChunkStream, message_from_result
 from ._structured import StructuredMethod, structured_output
 from .backends import LangChainBackend
 
-__all__ = ["ChatFusion", "FusionListener", "listen_to_fusions"]
+__all__ = [
+    "CandidateModel",
+    "ChatFusion",
+    "EndpointRef",
+    "FusionListener",
+    "FusorRef",
+    "listen_to_fusions",
+]
 
-_SINGLE_MODEL_N = 3
 _MAX_OVERRIDES = 16
+
+EndpointRef = str | Mapping[str, Any] | Backend
+"""A panel endpoint: a model name served at ``base_url``, a dict of
+:class:`~polyfuse.OpenAIEndpoint` settings (``{"base_url": ..., "model": ...}``), or a backend."""
+
+CandidateModel = BaseChatModel | Backend
+"""A candidate: a LangChain chat model (``ChatOpenAI``, ``ChatOllama``, ...) or a backend."""
+
+FusorRef = BaseChatModel | Backend | str | Mapping[str, Any]
+"""The fusor: a LangChain chat model, a backend, a model name at ``base_url`` or a settings
+dict."""
 
 FusionListener = Callable[[FusionEvent], None]
 """Receives every event of a fusion, in order, ending with :class:`~polyfuse.FusionDone`."""
@@ -87,7 +105,7 @@ class _Call:
     label: str
 
 
-class ChatFusion(BaseChatModel):
+class ChatFusion(BaseChatModel, FusionOptions):
     """A chat model that samples N candidate answers and fuses them into one.
 
     Drop it in wherever a chain uses ``ChatOpenAI``: every answer is sampled N times (from one
@@ -114,9 +132,17 @@ class ChatFusion(BaseChatModel):
     model name served at ``base_url`` or a dict of endpoint settings), else the ``base_url`` +
     ``model`` endpoint if there is one, else the first member.
 
+    The fusion settings — ``n``, ``strategy``, ``fusor_params``, ``judge_params`` (default:
+    ``fusor_params``), ``quorum``, ``deadline``, ``min_candidates``, ``stream_candidates``,
+    ``vote_extract``, ``moa_layers``, ``params`` — are those of :class:`polyfuse.FusionOptions`
+    (the same names as in a presets file); :attr:`spec` is the resulting
+    :class:`polyfuse.FusionSpec`. A misspelt setting raises
+    :class:`polyfuse.InvalidRequestError` naming the closest valid one.
+
     Sampling parameters (``temperature``, ``max_tokens``, ``top_p``, ``seed``, ``stop``,
-    ``model_kwargs``) go to every candidate and, unless ``fusor_params`` overrides them, to the
-    fusor. ``timeout`` (seconds per request attempt), ``max_retries``, ``api_key`` and
+    ``model_kwargs``, ``params``) go to every candidate and, unless ``fusor_params`` overrides
+    them, to the fusor. ``timeout`` (seconds per request attempt, or an ``httpx.Timeout``-like
+    object; see :mod:`polyfuse.timeouts`), ``max_retries``, ``api_key`` and
     ``max_concurrency`` configure the endpoints ChatFusion builds; LangChain candidates keep
     their own.
 
@@ -144,34 +170,14 @@ class ChatFusion(BaseChatModel):
         default_factory=secret_from_env("POLYFUSE_API_KEY", default=None)
     )
     """Bearer key for ``base_url`` (env ``POLYFUSE_API_KEY``); never sent to other hosts."""
-    endpoints: list[Any] | None = None
+    endpoints: Annotated[list[EndpointRef] | None, SkipValidation] = None
     """A panel: model names at ``base_url``, dicts of endpoint settings, or polyfuse backends."""
-    candidates: list[Any] | None = None
+    candidates: Annotated[list[CandidateModel] | None, SkipValidation] = None
     """A panel of LangChain chat models (or polyfuse backends)."""
-    pool: Any | None = None
+    pool: Annotated[Pool | None, SkipValidation] = None
     """A ready :class:`polyfuse.Pool` (instead of the options above)."""
-    n: int | None = Field(default=None, ge=1)
-    """Samples per pool member (default: 3 for a single model, 1 per member of a panel)."""
-    fusor: Any | None = None
+    fusor: Annotated[FusorRef | None, SkipValidation] = None
     """The model that aggregates (see the class docstring for the default)."""
-    strategy: Strategy = "fuse"
-    """``fuse`` (Fusion-of-N), ``best-of-n``, ``vote``, ``usc`` or ``moa``."""
-    fusor_params: dict[str, Any] = Field(default_factory=dict)
-    """Sampling parameters for the fusor/judge/selector only, e.g. ``{"temperature": 0}``."""
-    vote_extract: Literal["last_number", "boxed", "answer_tag", "exact", "tool_calls"] = (
-        "last_number"
-    )
-    """What ``vote`` compares across candidates."""
-    moa_layers: int = Field(default=2, ge=1)
-    """Layers of Mixture-of-Agents (the last one is the aggregator)."""
-    quorum: int | None = Field(default=None, ge=1)
-    """Aggregate as soon as this many candidates succeeded; cancel the rest."""
-    deadline: float | None = Field(default=None, gt=0)
-    """Seconds after which stragglers are cancelled (once ``min_candidates`` succeeded)."""
-    min_candidates: int = Field(default=1, ge=1)
-    """The fewest successful candidates worth aggregating."""
-    stream_candidates: bool = False
-    """Sample candidates with streaming requests (records each one's time to first token)."""
     temperature: float | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     top_p: float | None = None
@@ -180,8 +186,11 @@ class ChatFusion(BaseChatModel):
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other sampling parameters sent with every call (polyfuse ``SamplingParams`` names, with
     vendor fields under ``extra_body``)."""
-    timeout: float | None = Field(default=None, gt=0, alias="request_timeout")
-    """Seconds one request attempt to an endpoint may take, end to end."""
+    timeout: Annotated[float | TimeoutLike | None, SkipValidation] = Field(
+        default=None, alias="request_timeout"
+    )
+    """Seconds one request attempt to an endpoint may take, end to end, or an
+    ``httpx.Timeout``-like object with per-phase limits (see :mod:`polyfuse.timeouts`)."""
     max_retries: int = Field(default=2, ge=0)
     """Retries of a failed endpoint request (429, 5xx, connection errors)."""
     max_concurrency: int = Field(default=64, ge=1)
@@ -198,7 +207,10 @@ class ChatFusion(BaseChatModel):
     def __init__(self, **data: Any) -> None:
         """Validate the settings and build the fusion; bad settings raise
         :class:`polyfuse.InvalidRequestError` here, not at the first call."""
-        super().__init__(**data)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise InvalidRequestError.from_validation_error(exc, "ChatFusion settings") from None
         self._plan = self._build_plan(self.model)
 
     # ------------------------------------------------------------------ assembly
@@ -207,9 +219,8 @@ class ChatFusion(BaseChatModel):
         settings: dict[str, Any] = {
             "max_retries": self.max_retries,
             "max_concurrency": self.max_concurrency,
+            **endpoint_timeouts(self.timeout),
         }
-        if self.timeout is not None:
-            settings["total_timeout"] = self.timeout
         if self.supports_n is not None:
             settings["supports_n"] = self.supports_n
         return settings
@@ -244,7 +255,7 @@ class ChatFusion(BaseChatModel):
             )
         return member_backend(spec, where=where)
 
-    def _members(self, default: Backend | None) -> list[PoolMember]:
+    def _members(self, default: Backend | None) -> list[PoolMember] | list[Backend]:
         if self.pool is not None:
             if self.candidates is not None or self.endpoints is not None:
                 raise InvalidRequestError("pass either pool= or candidates=/endpoints=, not both")
@@ -280,12 +291,11 @@ class ChatFusion(BaseChatModel):
                     "n times), endpoints=[...], candidates=[chat models] or pool=Pool(...)"
                 )
             backends = [default]
-        samples = self.n if self.n is not None else (_SINGLE_MODEL_N if len(backends) == 1 else 1)
-        return [PoolMember(backend, samples=samples) for backend in backends]
+        return backends
 
-    def _fusor_backend(self, default: Backend | None, members: Sequence[PoolMember]) -> Backend:
+    def _fusor_backend(self, default: Backend | None) -> Backend | None:
         if self.fusor is None:
-            return default if default is not None else members[0].backend
+            return default
         if isinstance(self.fusor, BaseChatModel):
             return member_backend(self.fusor, where="fusor")
         return self._endpoint(self.fusor, where="fusor")
@@ -302,32 +312,18 @@ class ChatFusion(BaseChatModel):
             if self.api_key is not None:
                 settings["api_key"] = self.api_key
             default = shared_endpoint(self.base_url, model, **settings)
-        try:
-            members = self._members(default)
-            fusor = self._fusor_backend(default, members)
-            policy = QuorumPolicy(
-                quorum=self.quorum,
-                deadline=self.deadline,
-                min_candidates=self.min_candidates,
-                stream_candidates=self.stream_candidates,
-            )
-            aggregator = partial(
-                build_aggregator,
-                self.strategy,
-                vote_extract=self.vote_extract,
-                moa_layers=self.moa_layers,
-                fusor_params=self.fusor_params,
-                judge_params=self.fusor_params,
-            )
-            plan = FusionPlan.build(members, fusor, aggregator, policy)
-        except ValidationError as exc:
-            raise InvalidRequestError(f"invalid ChatFusion settings: {exc}") from None
-        if self.quorum is not None and self.quorum > plan.pool.size:
-            raise InvalidRequestError(
-                f"quorum={self.quorum} but the pool samples only {plan.pool.size} candidates; "
-                "lower quorum or raise n"
-            )
-        return plan
+        return FusionPlan.build(self._spec(self._members(default), self._fusor_backend(default)))
+
+    def _spec(self, members: Sequence[PoolMember | Backend], fusor: Backend | None) -> FusionSpec:
+        options = self.fusion_options()
+        if not self.judge_params:
+            options["judge_params"] = self.fusor_params
+        return FusionSpec(**options, pool=list(members), fusor=fusor)
+
+    @property
+    def spec(self) -> FusionSpec:
+        """The :class:`polyfuse.FusionSpec` this model runs (pool, fusor and every option)."""
+        return self._plan.spec
 
     def _plan_for(self, model: str | None) -> FusionPlan:
         """The plan for a per-call ``model=`` override (cached per model name)."""

@@ -12,9 +12,9 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 
 from polyfuse import APIConnectionError, APITimeoutError, BackendError, ProtocolError
-from polyfuse._sync import run_sync
-from polyfuse.backends._wire import error_message, retry_after_seconds
+from polyfuse.backends import error_message, retry_after_seconds
 from polyfuse.errors import status_error_for
+from polyfuse.sync import run_sync
 
 __all__ = ["OpenAICompatibleEmbedding"]
 
@@ -62,7 +62,11 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
     )
 
     def __init__(self, base_url: str, model_name: str = "unknown", **kwargs: Any) -> None:
-        data = {"base_url": base_url.strip().rstrip("/"), "model_name": model_name, **kwargs}
+        data: dict[str, Any] = {
+            "base_url": base_url.strip().rstrip("/"),
+            "model_name": model_name,
+            **kwargs,
+        }
         super().__init__(**data)
 
     @classmethod
@@ -171,7 +175,7 @@ def _parse(response: httpx.Response, expected: int, label: str) -> list[Embeddin
         raise ProtocolError(
             f"asked for {expected} embeddings, got {got} 'data' items", endpoint=label
         )
-    ordered = sorted(items, key=lambda item: item.get("index", 0) if isinstance(item, dict) else 0)
+    ordered = sorted(items, key=_index_of)
     vectors: list[Embedding] = []
     for item in ordered:
         vector = item.get("embedding") if isinstance(item, dict) else None
@@ -187,3 +191,8 @@ def _parse(response: httpx.Response, expected: int, label: str) -> list[Embeddin
             raise ProtocolError("an embedding holds non-numbers", endpoint=label)
         vectors.append([float(x) for x in vector])
     return vectors
+
+
+def _index_of(item: Any) -> int:
+    """An embedding item's position (``index``), 0 when the server leaves it out."""
+    return item.get("index", 0) if isinstance(item, dict) else 0

@@ -5,10 +5,15 @@
 - :class:`LlamaIndexBackend`: any LlamaIndex LLM as a polyfuse backend, so it can be a pool
   member or the fusor; :func:`as_backend` picks it when needed.
 - Instrumentation events for fusion progress (:mod:`llama_index.llms.polyfuse.events`).
+- Building blocks for other LlamaIndex components that run fusions (the response synthesizer
+  uses them): :func:`to_polyfuse_messages`, :func:`sampling_params` and
+  :class:`FusionEventConsumer`.
 """
 
 from __future__ import annotations
 
+from ._convert import sampling_params, to_polyfuse_messages
+from ._stream import FusionEventConsumer
 from .backend import LlamaIndexBackend, as_backend
 from .base import FusionLLM
 from .events import (
@@ -23,7 +28,10 @@ __all__ = [
     "FusionAnswerRestartedEvent",
     "FusionCandidateEndEvent",
     "FusionEndEvent",
+    "FusionEventConsumer",
     "FusionLLM",
     "LlamaIndexBackend",
     "as_backend",
+    "sampling_params",
+    "to_polyfuse_messages",
 ]

@@ -35,13 +35,14 @@ from polyfuse import (
     Aggregator,
     Backend,
     ChatRequest,
-    Fuse,
     Fusion,
+    FusionOptions,
     FusionResult,
+    FusionSpec,
     InvalidRequestError,
-    Pool,
     QuorumPolicy,
 )
+from polyfuse.timeouts import check_total
 
 from ._convert import (
     sampling_params,
@@ -73,7 +74,8 @@ class FusionLLM(FunctionCallingLLM):
     works with ``predict_and_call``, ``structured_predict`` and ``FunctionAgent``.
 
     Args:
-        fusion: the engine to run (its pool, aggregator and policy).
+        fusion: the engine to run (its pool, aggregator and policy), or a
+            :class:`~polyfuse.FusionSpec` to build it from.
         model_name: reported in :attr:`metadata` (default: ``polyfuse:<method>(<models>)``).
         context_window: the smallest context window among the pool's models (default 3900).
         num_output: tokens reserved for the answer (default 256).
@@ -81,6 +83,8 @@ class FusionLLM(FunctionCallingLLM):
             models cannot call tools).
         params: default sampling parameters for every call (``temperature``, ``max_tokens``,
             ...); keyword arguments of a call override them.
+        timeout: the most seconds one call (the whole fusion) may take; see
+            :mod:`polyfuse.timeouts`. A call's ``timeout=`` keyword overrides it.
 
     ``ChatResponse.raw`` is ``{"usage": {...}, "fusion": FusionResult}``: the summed usage of
     every call (what LlamaIndex's token counter reads) and the full result, with every
@@ -110,21 +114,27 @@ class FusionLLM(FunctionCallingLLM):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Default sampling parameters for every call."
     )
+    timeout: float | None = Field(
+        default=None, gt=0, description="Seconds one call (the whole fusion) may take."
+    )
 
     _fusion: Fusion = PrivateAttr()
 
     def __init__(
         self,
-        fusion: Fusion,
+        fusion: Fusion | FusionSpec,
         *,
         model_name: str | None = None,
         context_window: int = DEFAULT_CONTEXT_WINDOW,
         num_output: int = DEFAULT_NUM_OUTPUTS,
         function_calling: bool = True,
         params: dict[str, Any] | None = None,
+        timeout: float | None = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
+        if isinstance(fusion, FusionSpec):
+            fusion = fusion.build()
         if not isinstance(fusion, Fusion):
             raise InvalidRequestError(
                 f"FusionLLM runs a polyfuse Fusion (got {type(fusion).__name__}); build one "
@@ -137,6 +147,7 @@ class FusionLLM(FunctionCallingLLM):
             num_output=num_output,
             function_calling=function_calling,
             params=dict(params or {}),
+            timeout=None if timeout is None else check_total(timeout),
             callback_manager=callback_manager,
             **kwargs,
         )
@@ -156,23 +167,35 @@ class FusionLLM(FunctionCallingLLM):
         """Fuse LlamaIndex LLMs and/or polyfuse backends.
 
         One model is sampled ``samples`` times (default 3); several form a panel, each sampled
-        ``samples`` times (default 1). The fusor defaults to the first model; ``aggregator``
-        replaces Fuse altogether. Other keyword arguments go to :class:`FusionLLM`; the context
-        window defaults to the smallest one the LlamaIndex models report.
+        ``samples`` times (default 1). The fusor defaults to the first model. Keyword arguments
+        named like a :class:`~polyfuse.FusionOptions` field (``strategy``, ``quorum``,
+        ``deadline``, ``fusor_params``, ...) shape the fusion, as in a presets file;
+        ``aggregator`` and ``policy`` replace the ones they would build. Other keyword
+        arguments go to :class:`FusionLLM`; the context window defaults to the smallest one the
+        LlamaIndex models report.
         """
         if not models:
             raise InvalidRequestError("from_models needs at least one model")
-        backends = [as_backend(m) for m in models]
-        if len(backends) == 1:
-            pool = Pool.repeat(backends[0], samples or 3)
-        else:
-            pool = Pool.panel(backends, samples=samples or 1)
-        if aggregator is None:
-            aggregator = Fuse(as_backend(fusor) if fusor is not None else backends[0])
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in _SPEC_OPTIONS}
+        if samples is not None:
+            options["n"] = samples
+        spec = FusionSpec(
+            **options,
+            pool=[as_backend(m) for m in models],
+            fusor=as_backend(fusor) if fusor is not None else None,
+        )
+        fusion = spec.build()
+        if aggregator is not None or policy is not None:
+            fusion = Fusion(
+                fusion.pool,
+                aggregator or fusion.aggregator,
+                policy or fusion.policy,
+                params=fusion.params,
+            )
         windows = [m.metadata.context_window for m in (*models, fusor) if isinstance(m, LLM)]
         if windows and "context_window" not in kwargs:
             kwargs["context_window"] = min(windows)
-        return cls(Fusion(pool, aggregator, policy), **kwargs)
+        return cls(fusion, **kwargs)
 
     @classmethod
     def class_name(cls) -> str:
@@ -255,23 +278,30 @@ class FusionLLM(FunctionCallingLLM):
             to_polyfuse_messages(messages), sampling_params(self.params, kwargs)
         )
 
+    def _timeout(self, kwargs: dict[str, Any]) -> float | None:
+        timeout = kwargs.pop("timeout", None)
+        return self.timeout if timeout is None else check_total(timeout)
+
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        result = self._fusion.run(self._request(messages, kwargs))
+        timeout = self._timeout(kwargs)
+        result = self._fusion.run(self._request(messages, kwargs), timeout=timeout)
         dispatch_result_events(dispatcher, result)
         return _response(result)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        result = await self._fusion.arun(self._request(messages, kwargs))
+        timeout = self._timeout(kwargs)
+        result = await self._fusion.arun(self._request(messages, kwargs), timeout=timeout)
         dispatch_result_events(dispatcher, result)
         return _response(result)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        timeout = self._timeout(kwargs)
         request = self._request(messages, kwargs)
 
         def gen() -> ChatResponseGen:
             consumer = FusionEventConsumer(dispatcher)
             text = ""
-            events = self._fusion.stream(request)
+            events = self._fusion.stream(request, timeout=timeout)
             try:
                 for event in events:
                     delta = consumer.feed(event)
@@ -287,12 +317,13 @@ class FusionLLM(FunctionCallingLLM):
     async def _astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
+        timeout = self._timeout(kwargs)
         request = self._request(messages, kwargs)
 
         async def gen() -> ChatResponseAsyncGen:
             consumer = FusionEventConsumer(dispatcher)
             text = ""
-            events = self._fusion.astream(request)
+            events = self._fusion.astream(request, timeout=timeout)
             try:
                 async for event in events:
                     delta = consumer.feed(event)
@@ -370,6 +401,10 @@ class FusionLLM(FunctionCallingLLM):
                 "error_on_no_tool_call=False to accept a text answer"
             )
         return selections
+
+
+_SPEC_OPTIONS = frozenset(FusionOptions.model_fields) - {"params"}
+"""``from_models`` keywords that shape the fusion (``params`` stays FusionLLM's own)."""
 
 
 def _tool_choice(choice: str | dict[str, Any] | None, required: bool) -> str | dict[str, Any]:

@@ -26,14 +26,18 @@ from llama_index.core.settings import Settings
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 from pydantic import BaseModel, ValidationError
 
-from llama_index.llms.polyfuse import FusionLLM, as_backend
-from llama_index.llms.polyfuse._convert import sampling_params
-from llama_index.llms.polyfuse._stream import FusionEventConsumer
+from llama_index.llms.polyfuse import (
+    FusionEventConsumer,
+    FusionLLM,
+    as_backend,
+    sampling_params,
+)
 from llama_index.llms.polyfuse.events import dispatch_result_events
 from polyfuse import (
     AggregationError,
     Backend,
     Fusion,
+    FusionOptions,
     FusionResult,
     InvalidRequestError,
     Pool,
@@ -110,6 +114,11 @@ class FusionSynthesizer(BaseSynthesizer):
             a ``PydanticResponse`` (not with ``streaming``).
         empty_response: the answer when nothing was retrieved.
         callback_manager: LlamaIndex callback manager.
+        options: a :class:`~polyfuse.FusionOptions` (or :class:`~polyfuse.FusionSpec`) to take
+            the defaults from, with the names of a presets file: ``n`` → ``num_drafts``,
+            ``params`` → ``draft_params``, ``fusor_params`` → ``fuse_params``, ``quorum``/
+            ``deadline``/``min_candidates``/``stream_candidates`` → ``policy``. The
+            arguments above win over it. Its strategy must be ``fuse`` (drafts are always fused).
 
     ``Response.metadata["polyfuse"]`` holds the drafts, which sources each saw and cited, how
     much each contributed, the answer's citations, usage by role and the full result (see
@@ -136,7 +145,18 @@ class FusionSynthesizer(BaseSynthesizer):
         output_cls: type[BaseModel] | None = None,
         empty_response: str | None = None,
         callback_manager: CallbackManager | None = None,
+        options: FusionOptions | None = None,
     ) -> None:
+        if options is not None:
+            if options.strategy != "fuse":
+                raise InvalidRequestError(
+                    f"FusionSynthesizer fuses its drafts; options.strategy={options.strategy!r} "
+                    "does not apply (use strategy='fuse')"
+                )
+            num_drafts = num_drafts if num_drafts is not None else options.n
+            draft_params = draft_params if draft_params is not None else options.params
+            fuse_params = fuse_params if fuse_params is not None else options.fusor_params
+            policy = policy or options.policy()
         if drafters:
             models: list[Model] = list(drafters)
         else:

@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts import BasePromptTemplate, ChatPromptTemplate
 
-from llama_index.llms.polyfuse._convert import to_polyfuse_messages
+from llama_index.llms.polyfuse import to_polyfuse_messages
 from polyfuse import InvalidRequestError, PromptTemplate
 
 __all__ = [
@@ -97,7 +99,7 @@ def check_prompt(name: str, prompt: BasePromptTemplate, required: tuple[str, ...
         )
 
 
-def draft_messages(prompt: BasePromptTemplate, *, query: str, context: str) -> list[dict]:
+def draft_messages(prompt: BasePromptTemplate, *, query: str, context: str) -> list[dict[str, Any]]:
     """The draft prompt as OpenAI-style messages."""
     return to_polyfuse_messages(prompt.format_messages(query_str=query, context_str=context))
 
