@@ -36,7 +36,7 @@ from docs_kernel import MARK
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
-    import tomli as tomllib
+    import tomli as tomllib  # pyright: ignore[reportMissingImports]
 
 __all__ = ["PageRunner", "Outcome", "substitute_urls", "check_output", "free_port"]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +41,12 @@ _SUFFIXES: dict[str, InputFormat] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class InputSpec:
     """Where the prompts are and how to read them.
 
     Args:
-        path: the prompts file (a ``str`` or a ``Path``; kept as a ``Path``).
+        path: the prompts file, as a ``str`` or any path-like (kept as a ``Path``).
         format: ``jsonl``, ``csv`` or ``parquet``; ``auto`` picks by the file's suffix.
         prompt_field: the field holding the prompt, as text or as a list of messages.
             ``None`` uses ``messages`` when a row has it, else ``prompt``.
@@ -59,10 +60,20 @@ class InputSpec:
     id_field: str | None = None
     system: str | None = None
 
-    def __post_init__(self) -> None:
-        # A str path is what a user types first (``InputSpec("prompts.csv")``).
-        if not isinstance(self.path, Path):
-            object.__setattr__(self, "path", Path(self.path))
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        format: InputFormat = "auto",
+        prompt_field: str | None = None,
+        id_field: str | None = None,
+        system: str | None = None,
+    ) -> None:
+        # A str path is what a user types first: InputSpec("prompts.csv").
+        object.__setattr__(self, "path", Path(path))
+        object.__setattr__(self, "format", format)
+        object.__setattr__(self, "prompt_field", prompt_field)
+        object.__setattr__(self, "id_field", id_field)
+        object.__setattr__(self, "system", system)
 
     @property
     def resolved_format(self) -> Literal["jsonl", "csv", "parquet"]:
