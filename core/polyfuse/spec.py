@@ -25,7 +25,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import (
@@ -54,7 +54,7 @@ from .fusion import Fusion
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
 
-__all__ = ["SINGLE_MODEL_SAMPLES", "FusionOptions", "FusionSpec"]
+__all__ = ["SINGLE_MODEL_SAMPLES", "FusionOptions", "FusionSpec", "check_names"]
 
 SINGLE_MODEL_SAMPLES = 3
 """Samples drawn from a pool of one model when ``n`` is not given (a panel gets 1 each)."""
@@ -204,6 +204,15 @@ class FusionSpec(FusionOptions):
         pool = self.make_pool()
         self.check_quorum(pool.size)
         return Fusion(pool, self.aggregator(self.fusor_backend), self.policy(), params=self.params)
+
+
+def check_names(given: Iterable[str], known: Iterable[str], *, where: str) -> None:
+    """Raise :class:`InvalidRequestError` naming each of ``given`` not in ``known`` and the
+    known name it most likely meant (for adapters that take settings as ``**kwargs``)."""
+    choices = set(known)
+    unknown = [name for name in given if name not in choices]
+    if unknown:
+        raise InvalidRequestError(f"invalid {where}: {unknown_names(unknown, choices)}")
 
 
 def _accepted_names(model: type[BaseModel]) -> set[str]:

@@ -24,6 +24,10 @@ URL = "http://127.0.0.1:9/v1"
 FUSOR_URL = "http://127.0.0.1:10/v1"
 
 
+def _where(backend: Any) -> tuple[str, str]:
+    return (getattr(backend, "base_url", backend.name), backend.model)
+
+
 def _aggregator_shape(aggregator: Aggregator) -> dict[str, Any]:
     shape: dict[str, Any] = {"type": type(aggregator).__name__}
     for attr in ("layers", "extractor_name"):
@@ -35,10 +39,10 @@ def _aggregator_shape(aggregator: Aggregator) -> dict[str, Any]:
     for attr in ("fusor", "selector", "aggregator"):
         backend = getattr(aggregator, attr, None)
         if backend is not None:
-            shape["model"] = (backend.base_url, backend.model)
+            shape["model"] = _where(backend)
     judge = getattr(getattr(aggregator, "scorer", None), "judge", None)
     if judge is not None:
-        shape["model"] = (judge.base_url, judge.model)
+        shape["model"] = _where(judge)
         shape["params"] = getattr(aggregator.scorer, "params", None)  # type: ignore[attr-defined]
     return shape
 
@@ -46,10 +50,7 @@ def _aggregator_shape(aggregator: Aggregator) -> dict[str, Any]:
 def shape(fusion: Fusion) -> dict[str, Any]:
     """What makes two fusions the same: models, samples, aggregator and policy."""
     return {
-        "members": [
-            (m.backend.base_url, m.backend.model, m.samples)  # type: ignore[attr-defined]
-            for m in fusion.pool.members
-        ],
+        "members": [(*_where(m.backend), m.samples) for m in fusion.pool.members],
         "aggregator": _aggregator_shape(fusion.aggregator),
         "policy": fusion.policy.model_dump(),
     }
@@ -233,3 +234,35 @@ def test_cli_flag_errors_name_the_flag() -> None:
         plan_ask(AskOptions(max_tokens=0))
     with pytest.raises(InvalidRequestError, match="did you mean 'usc'"):
         plan_ask(AskOptions(strategy="uscc"))
+
+
+def test_presets_public_names_stay_importable() -> None:
+    from polyfuse import presets
+
+    for name in presets.__all__:
+        assert getattr(presets, name) is not None
+    assert presets.PresetRegistry is PresetRegistry
+    assert presets.build_aggregator.__module__ == "polyfuse.aggregators.strategies"
+
+
+def test_llamaindex_classes_take_the_same_options() -> None:
+    from llama_index.llms.polyfuse import FusionLLM
+    from llama_index.response_synthesizers.polyfuse import FusionSynthesizer
+    from polyfuse import MajorityVote
+    from polyfuse.testing import FunctionBackend
+
+    backend = FunctionBackend(lambda request: "42")
+    llm = FusionLLM.from_models([backend], strategy="vote", n=5, quorum=4, timeout=30)
+    assert isinstance(llm.fusion.aggregator, MajorityVote)
+    assert llm.fusion.pool.size == 5 and llm.fusion.policy.quorum == 4 and llm.timeout == 30
+    spec = FusionSpec(pool=[backend], n=2, deadline=3.0)
+    assert shape(FusionLLM(spec).fusion)["policy"] == shape(spec.build())["policy"]
+
+    options = FusionOptions(n=4, quorum=3, params={"temperature": 0.7}, fusor_params={"seed": 1})
+    synth = FusionSynthesizer(backend, options=options)
+    assert synth._num_drafts == 4 and synth._policy.quorum == 3  # pyright: ignore[reportPrivateUsage]
+    assert synth._draft_params.temperature == 0.7  # pyright: ignore[reportPrivateUsage]
+    with pytest.raises(InvalidRequestError, match="fuses its drafts"):
+        FusionSynthesizer(backend, options=FusionOptions(strategy="vote"))
+    with pytest.raises(InvalidRequestError, match="did you mean 'quorum'"):
+        FusionLLM.from_models([backend], quorom=2)

@@ -42,6 +42,7 @@ from polyfuse import (
     InvalidRequestError,
     QuorumPolicy,
 )
+from polyfuse.spec import check_names
 from polyfuse.timeouts import check_total
 
 from ._convert import (
@@ -133,6 +134,7 @@ class FusionLLM(FunctionCallingLLM):
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
+        check_names(kwargs, _EXTRA_FIELDS, where="FusionLLM settings")
         if isinstance(fusion, FusionSpec):
             fusion = fusion.build()
         if not isinstance(fusion, Fusion):
@@ -176,6 +178,7 @@ class FusionLLM(FunctionCallingLLM):
         """
         if not models:
             raise InvalidRequestError("from_models needs at least one model")
+        check_names(kwargs, {*_SPEC_OPTIONS, *cls.model_fields}, where="FusionLLM settings")
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in _SPEC_OPTIONS}
         if samples is not None:
             options["n"] = samples
@@ -405,6 +408,9 @@ class FusionLLM(FunctionCallingLLM):
 
 _SPEC_OPTIONS = frozenset(FusionOptions.model_fields) - {"params"}
 """``from_models`` keywords that shape the fusion (``params`` stays FusionLLM's own)."""
+
+_EXTRA_FIELDS = frozenset(LLM.model_fields)
+"""Keyword arguments FusionLLM passes on to LlamaIndex's ``LLM`` (callbacks, prompts, ...)."""
 
 
 def _tool_choice(choice: str | dict[str, Any] | None, required: bool) -> str | dict[str, Any]:
