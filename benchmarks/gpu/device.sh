@@ -13,7 +13,7 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_UPDATE_CHECK=1
 if [ -d "$wheels" ]; then
   python3 -m pip install -q --no-index --find-links "$wheels" --disable-pip-version-check \
-    fastapi uvicorn 'openai<3' 'pydantic>=2' langchain-core langchain-openai \
+    fastapi uvicorn httptools 'openai<3' 'pydantic>=2' langchain-core langchain-openai \
     llama-index-core llama-index-llms-openai-like
 fi
 export PYTHONPATH="$PWD/core:$PWD/integrations/langchain:$PWD/integrations/llamaindex:$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -127,6 +127,7 @@ class _Sampler:
             ttft_s=completion.ttft_s,
             seed=seed,
             error=None,
+            retries=completion.retries,
         )
         self.candidates[index] = candidate
         self.successes += 1
@@ -151,6 +152,7 @@ class _Sampler:
             ttft_s=None,
             seed=seed,
             error=error,
+            retries=error.retries,
         )
         self.candidates[index] = candidate
         if self.emit is not None:

@@ -68,9 +68,11 @@ class BackendError(PolyfuseError):
     Attributes:
         endpoint: the backend's name (never its key).
         retryable: whether retrying the same call may succeed.
+        retries: how many times the call was sent again before this error was raised.
     """
 
     retryable: bool = False
+    retries: int = 0
 
     def __init__(self, message: str, *, endpoint: str) -> None:
         super().__init__(f"[{endpoint}] {message}")

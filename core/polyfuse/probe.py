@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel, Field
 
+from .backends._http import Channel, TransportError
+from .backends._policy import backend_error
 from .backends._wire import error_message, retry_after_seconds
 from .backends.openai import OpenAIEndpoint
 from .errors import (
     APIConnectionError,
-    APITimeoutError,
+    BackendError,
     InvalidRequestError,
     ProtocolError,
     status_error_for,
@@ -123,19 +125,19 @@ async def probe_endpoint(
         raise InvalidRequestError(f"n must be >= 2 to tell whether a server honours it (got {n})")
     if max_tokens < 1:
         raise InvalidRequestError(f"max_tokens must be >= 1 (got {max_tokens})")
-    config = endpoint.config
-    headers = {"content-type": "application/json", **config.headers}
-    if config.api_key is not None:
-        headers["authorization"] = f"Bearer {config.api_key.get_secret_value()}"
-    timeout = httpx.Timeout(
-        connect=config.connect_timeout, read=config.read_timeout, write=None, pool=None
+    # The endpoint's own transport, headers and timeouts (TLS, proxies and a plugged transport
+    # included); the probe sends each request once: it reports what the server does.
+    channel = endpoint.transport.open(
+        "POST", endpoint.base_url + "/chat/completions", endpoint._headers, endpoint._timeouts
     )
-    async with httpx.AsyncClient(headers=headers, timeout=timeout) as client:
-        prober = _Prober(client, endpoint, max_tokens)
+    try:
+        prober = _Prober(channel, endpoint, max_tokens)
         basic = await prober.basic()
         n_result = await prober.n_check(n)
         stream = await prober.stream()
         tools = await prober.tools()
+    finally:
+        await channel.aclose()
     return _report(endpoint, max_tokens, n, basic, n_result, stream, tools)
 
 
@@ -168,9 +170,16 @@ class _Tools(BaseModel):
     detail: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status_code: int
+    content: bytes | bytearray
+    retry_after: str | None
+
+
 class _Prober:
-    def __init__(self, client: httpx.AsyncClient, endpoint: OpenAIEndpoint, max_tokens: int):
-        self.client = client
+    def __init__(self, channel: Channel, endpoint: OpenAIEndpoint, max_tokens: int):
+        self.channel = channel
         self.name = endpoint.name
         self.url = endpoint.base_url + "/chat/completions"
         self.model = endpoint.model
@@ -186,22 +195,23 @@ class _Prober:
         body.update(extra)
         return body
 
-    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+    async def _post(self, body: dict[str, Any]) -> _Answer:
         try:
-            return await self.client.post(self.url, json=body)
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"timed out ({type(exc).__name__})", endpoint=self.name) from None
-        except httpx.TransportError as exc:
-            raise APIConnectionError(
-                f"cannot reach {self.url} ({type(exc).__name__}: {exc})", endpoint=self.name
-            ) from None
+            reply = await self.channel.send(json.dumps(body).encode())
+            try:
+                content = await reply.read()
+            finally:
+                await reply.aclose()
+        except TransportError as exc:
+            raise _unreachable(exc, self.url, self.name) from None
+        return _Answer(reply.status, content, reply.header("retry-after"))
 
-    def _json(self, response: httpx.Response) -> dict[str, Any]:
+    def _json(self, response: _Answer) -> dict[str, Any]:
         try:
-            data = response.json()
+            data = json.loads(response.content)
         except ValueError:
             raise ProtocolError(
-                f"the answer is not JSON: {response.content[:200]!r}", endpoint=self.name
+                f"the answer is not JSON: {bytes(response.content[:200])!r}", endpoint=self.name
             ) from None
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise ProtocolError("the answer has no 'choices' list", endpoint=self.name)
@@ -218,7 +228,7 @@ class _Prober:
                 message,
                 endpoint=self.name,
                 body=decoded,
-                retry_after=retry_after_seconds(response.headers.get("retry-after")),
+                retry_after=retry_after_seconds(response.retry_after),
             )
         data = self._json(response)
         model = data.get("model")
@@ -273,19 +283,20 @@ class _Prober:
         tokens: int | None = None
         done = False
         try:
-            async with self.client.stream("POST", self.url, json=body) as response:
-                if response.status_code >= 400:
-                    content = await response.aread()
-                    message, _ = error_message(content, response.status_code)
+            response = await self.channel.send(json.dumps(body).encode())
+            try:
+                if response.status >= 400:
+                    content = await response.read()
+                    message, _ = error_message(content, response.status)
                     return _Stream(
                         works=False,
-                        detail=f"HTTP {response.status_code}: {message}",
+                        detail=f"HTTP {response.status}: {message}",
                         ttft_s=None,
                         tokens_per_s=None,
                         usage=False,
                         done=False,
                     )
-                async for line in response.aiter_lines():
+                async for line in response.lines():
                     if not line.startswith("data:"):
                         continue
                     payload = line[5:].strip()
@@ -298,10 +309,10 @@ class _Prober:
                     count = _completion_tokens(chunk)
                     if count is not None:
                         tokens = count
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"timed out ({type(exc).__name__})", endpoint=self.name) from None
-        except httpx.TransportError as exc:
-            raise APIConnectionError(f"{type(exc).__name__}: {exc}", endpoint=self.name) from None
+            finally:
+                await response.aclose()
+        except TransportError as exc:
+            raise _unreachable(exc, self.url, self.name) from None
         elapsed = time.perf_counter() - started
         speed = None
         if tokens is not None and ttft is not None and tokens > 1 and elapsed > ttft:
@@ -335,6 +346,13 @@ class _Prober:
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+def _unreachable(exc: TransportError, url: str, endpoint: str) -> BackendError:
+    error = backend_error(exc, endpoint)
+    if isinstance(error, APIConnectionError):
+        return APIConnectionError(f"cannot reach {url} ({error.detail})", endpoint=endpoint)
+    return error
 
 
 def _chunk(payload: str, endpoint: str) -> dict[str, Any]:

@@ -28,6 +28,8 @@ class ErrorInfo(BaseModel):
     type: str
     message: str
     status_code: int | None = None
+    retries: int = 0
+    """How many times the failed call was sent again before giving up."""
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
@@ -36,6 +38,7 @@ class ErrorInfo(BaseModel):
             type=type(exc).__name__,
             message=str(exc) or type(exc).__name__,
             status_code=getattr(exc, "status_code", None),
+            retries=getattr(exc, "retries", 0),
         )
 
 
@@ -54,6 +57,8 @@ class Candidate(BaseModel):
     ttft_s: float | None = None
     seed: int | None = None
     error: ErrorInfo | None = None
+    retries: int = 0
+    """How many times its request was sent again after a failure (the endpoint's retries)."""
 
     @property
     def ok(self) -> bool:
@@ -89,6 +94,8 @@ class CallRecord(BaseModel):
     ttft_s: float | None = None
     error: ErrorInfo | None = None
     note: str | None = None
+    retries: int = 0
+    """How many times the call was sent again after a failure (the endpoint's retries)."""
 
 
 class AggregationRecord(BaseModel):

@@ -79,8 +79,8 @@ async def channels() -> AsyncIterator[Callable[..., LeanChannel]]:
         await channel.aclose()
 
 
-async def post(channel: LeanChannel, body: bytes = b"{}") -> tuple[int, bytes]:
-    reply = await channel.post(body)
+async def post(channel: LeanChannel, body: bytes = b"{}") -> tuple[int, bytes | bytearray]:
+    reply = await channel.send(body)
     return reply.status, await reply.read()
 
 
@@ -119,7 +119,7 @@ async def test_chunked_lines_with_trailers(channels: Callable[..., LeanChannel])
     scripted = Scripted(chunked)
     async with scripted as url:
         channel = channels(url)
-        reply = await channel.post(b"{}")
+        reply = await channel.send(b"{}")
         assert reply.header("TRANSFER-ENCODING") == "chunked"
         lines = [line async for line in reply.lines()]
         await reply.aclose()
@@ -158,7 +158,7 @@ async def test_interim_response_is_skipped(channels: Callable[..., LeanChannel])
         writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"final", b"Retry-After: 3\r\n"))
 
     async with Scripted(interim) as url:
-        reply = await channels(url).post(b"{}")
+        reply = await channels(url).send(b"{}")
         assert (reply.status, reply.header("retry-after")) == (200, "3")
         assert await reply.read() == b"final"
 
@@ -209,7 +209,7 @@ async def test_malformed_status_line(channels: Callable[..., LeanChannel]) -> No
         await writer.drain()
 
     async with Scripted(garbage) as url:
-        with pytest.raises(TransportError, match="status line"):
+        with pytest.raises(TransportError, match="malformed response"):
             await post(channels(url))
 
 
@@ -253,7 +253,7 @@ async def test_abandoned_stream_closes_the_connection(
         left.set()
 
     async with Scripted(endless) as url:
-        reply = await channels(url).post(b"{}")
+        reply = await channels(url).send(b"{}")
         async for _ in reply.lines():
             break
         await reply.aclose()
@@ -283,7 +283,7 @@ async def test_httpx_channel_same_interface() -> None:
     async with Scripted(chunked) as url:
         channel = HttpxChannel(url, {"x-test": "1"}, FAST, 4)
         try:
-            reply = await channel.post(b"{}")
+            reply = await channel.send(b"{}")
             assert (reply.status, reply.header("retry-after")) == (429, "2")
             assert await reply.read() == b"slow"
             await reply.aclose()
@@ -299,7 +299,7 @@ async def test_httpx_channel_translates_errors() -> None:
     channel = HttpxChannel(f"http://127.0.0.1:{port}/v1/chat/completions", {}, FAST, 4)
     try:
         with pytest.raises(TransportError) as failure:
-            await channel.post(b"{}")
+            await channel.send(b"{}")
         assert failure.value.kind == "ConnectError"
     finally:
         await channel.aclose()
@@ -316,7 +316,7 @@ async def test_query_string_and_default_port_in_request_head() -> None:
     async with Scripted(record) as url:
         channel = LeanChannel(url + "?api-version=1", {}, FAST)
         try:
-            assert (await channel.post(b"{}")).status == 200
+            assert (await channel.send(b"{}")).status == 200
         finally:
             await channel.aclose()
     assert heads[0].startswith(b"POST /v1/chat/completions?api-version=1 HTTP/1.1\r\n")
@@ -348,10 +348,46 @@ async def test_stream_stopped_at_done_keeps_the_connection(
     async with scripted as url:
         channel = channels(url)
         for _ in range(3):
-            reply = await channel.post(b"{}")
+            reply = await channel.send(b"{}")
             async for line in reply.lines():
                 if line == "data: [DONE]":
                     break  # as OpenAIEndpoint does
             await asyncio.sleep(0.06)  # the terminating chunk has arrived meanwhile
             await reply.aclose()
     assert scripted.connections == 1
+
+
+@pytest.mark.parametrize("size_line", [b"-5", b"0x5", b"5_0", b" 5", b"+5"])
+async def test_malformed_chunk_size_is_refused(
+    channels: Callable[..., LeanChannel], size_line: bytes
+) -> None:
+    """``int(x, 16)`` accepted these; llhttp refuses them."""
+
+    async def bad_chunk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(size_line + b"\r\nhello\r\n0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with Scripted(bad_chunk) as url:
+        reply = await channels(url).send(b"{}")
+        with pytest.raises(TransportError) as failure:
+            await reply.read()
+    assert failure.value.kind == "RemoteProtocolError"
+
+
+async def test_conflicting_content_lengths_are_refused(
+    channels: Callable[..., LeanChannel],
+) -> None:
+    async def two_lengths(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhello")
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    async with Scripted(two_lengths) as url:
+        with pytest.raises(TransportError) as failure:
+            reply = await channels(url).send(b"{}")
+            await reply.read()
+    assert failure.value.kind == "RemoteProtocolError"

@@ -75,8 +75,9 @@ def test_url_with_chat_completions_suffix_is_trimmed() -> None:
 
 
 def test_unknown_endpoint_setting() -> None:
-    with pytest.raises(InvalidRequestError, match="max_concurency"):
-        OpenAIEndpoint("http://127.0.0.1:1/v1", "m", max_concurency=3)
+    # Explicit keyword arguments: a typo is a TypeError that names it (and type checkers see it).
+    with pytest.raises(TypeError, match="max_concurency"):
+        OpenAIEndpoint("http://127.0.0.1:1/v1", "m", max_concurency=3)  # type: ignore[call-arg]
 
 
 def test_n_below_one() -> None:

@@ -116,6 +116,7 @@ async def call_model(
             latency_s=time.perf_counter() - started,
             error=ErrorInfo.from_exception(exc),
             note=note,
+            retries=getattr(exc, "retries", 0),
         )
     return CallRecord.model_construct(
         role=role,
@@ -129,4 +130,5 @@ async def call_model(
         ttft_s=completion.ttft_s,
         error=None,
         note=note,
+        retries=completion.retries,
     )

@@ -13,10 +13,11 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from ..backends.base import Backend
-from ..errors import InvalidRequestError
+from ..errors import APIStatusError, InvalidRequestError, PolyfuseError
 from ..messages import ChatRequest, SamplingParams
 from ..prompts import PromptTemplate, load_prompt
 from ..results import CallRecord, Candidate, ErrorInfo
+from ..transport import HTTPTransport, JSONCaller, RetryPolicy, Timeouts, Transport
 from ..usage import Usage
 from ._render import render_candidate_body, render_conversation
 from .base import call_model
@@ -144,16 +145,20 @@ def _default_parse(data: Any) -> Sequence[float]:
 _TRANSIENT_4XX = frozenset({408, 409, 425, 429})
 
 
-def _raise_if_misconfigured(url: str, status: int, body: str) -> None:
+def _raise_if_misconfigured(url: str, exc: Exception) -> None:
     """A 4xx that no retry fixes (wrong URL, key or payload) is the caller's error, not a
     candidate's: raise it, so Best-of-N cannot quietly return candidate #0 instead."""
-    if 400 <= status < 500 and status not in _TRANSIENT_4XX:
-        detail = " ".join(body.split())[:200]
+    if isinstance(exc, InvalidRequestError):
+        raise exc
+    if (
+        isinstance(exc, APIStatusError)
+        and 400 <= exc.status_code < 500
+        and exc.status_code not in _TRANSIENT_4XX
+    ):
         raise InvalidRequestError(
-            f"the reward model at {url} answered HTTP {status}"
-            + (f" ({detail})" if detail else "")
-            + "; check RewardModelScorer's url, api_key and payload (build_payload)"
-        )
+            f"the reward model at {url} answered HTTP {exc.status_code} ({exc.server_message}); "
+            "check RewardModelScorer's url, api_key and payload (build_payload)"
+        ) from exc
 
 
 class RewardModelScorer:
@@ -161,13 +166,23 @@ class RewardModelScorer:
 
     By default POSTs ``{"messages": [...], "responses": ["...", ...]}`` (plus ``model`` when
     given) to ``url`` and reads ``{"scores": [...]}`` or a bare list; pass ``build_payload`` and
-    ``parse_scores`` to speak another server's dialect.
+    ``parse_scores`` to speak another server's dialect. Calls go through polyfuse's transport
+    with its retry policy (429/5xx/connection failures retried ``max_retries`` times with
+    backoff); a failure is recorded on the call (its ``error``), and the candidates get no
+    score: Best-of-N then fails and the fusion falls back to the best surviving candidate,
+    with the reason in ``fallback_reason`` (unless the policy forbids fallbacks). An answer
+    such as 404, 401 or 422 means the scorer itself is misconfigured: it raises
+    :class:`~polyfuse.errors.InvalidRequestError`, never a silent fallback.
 
-    Failures: an answer such as 404, 401 or 422 means the scorer is misconfigured and raises
-    :class:`~polyfuse.errors.InvalidRequestError` (never a silent fallback). An unreachable
-    server, a timeout, a 5xx or 429, or scores that cannot be read leave the candidates
-    unscored; Best-of-N then fails and the fusion falls back to the best surviving candidate,
-    with the reason in ``fallback_reason`` (unless the policy forbids fallbacks).
+    Args:
+        url: where to POST.
+        model: sent as ``model`` when given.
+        api_key: sent as a bearer token (never logged).
+        timeout: seconds to connect, write, and wait for each read.
+        build_payload / parse_scores: the request and answer shapes.
+        name: the label in call records.
+        max_retries: retries for retryable failures.
+        transport: where requests go (default :class:`polyfuse.transport.HTTPTransport`).
     """
 
     def __init__(
@@ -180,6 +195,8 @@ class RewardModelScorer:
         build_payload: PayloadBuilder | None = None,
         parse_scores: ScoreParser | None = None,
         name: str = "reward-model",
+        max_retries: int = 2,
+        transport: Transport | None = None,
     ) -> None:
         self.url = url
         self.model = model
@@ -188,35 +205,44 @@ class RewardModelScorer:
         self.build_payload = build_payload or _default_payload
         self.parse_scores = parse_scores or _default_parse
         self.name = name
+        headers: dict[str, str] = {}
+        if self.api_key is not None:
+            headers["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
+        self._caller = JSONCaller(
+            transport or HTTPTransport(),
+            "POST",
+            url,
+            endpoint=name,
+            headers=headers,
+            timeouts=Timeouts(connect=timeout, read=timeout, write=timeout),
+            policy=RetryPolicy(max_retries=max_retries),
+        )
 
     async def score(self, request: ChatRequest, candidates: Sequence[Candidate]) -> ScoreResult:
         """Score all candidates in one request."""
-        import httpx  # here, not at module level: importing httpx costs ~20 MB of memory
-
         payload = dict(self.build_payload(request, candidates))
         if self.model is not None:
             payload.setdefault("model", self.model)
-        headers = {}
-        if self.api_key is not None:
-            headers["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
         started = time.perf_counter()
         call = CallRecord(role="judge", backend=self.name, model=self.model, usage=Usage.missing())
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                response = await client.post(self.url, json=payload, headers=headers)
-            _raise_if_misconfigured(self.url, response.status_code, response.text)
-            response.raise_for_status()
-            scores = list(self.parse_scores(response.json()))
+            data = await self._caller(payload)
+            scores = list(self.parse_scores(data))
             if len(scores) != len(candidates):
                 raise ValueError(f"got {len(scores)} scores for {len(candidates)} candidates")
-        except InvalidRequestError:
-            raise  # misconfigured (see _raise_if_misconfigured): not an unscored candidate
-        except (httpx.HTTPError, ValueError) as exc:
+            values: list[float | None] = [float(s) for s in scores]
+        except (PolyfuseError, ValueError, TypeError) as exc:
+            _raise_if_misconfigured(self.url, exc)
             call.error = ErrorInfo.from_exception(exc)
+            call.retries = call.error.retries
             call.latency_s = time.perf_counter() - started
             return ScoreResult(scores=[None] * len(candidates), calls=[call])
         call.latency_s = time.perf_counter() - started
-        return ScoreResult(scores=[float(s) for s in scores], calls=[call])
+        return ScoreResult(scores=values, calls=[call])
+
+    async def aclose(self) -> None:
+        """Close the running loop's connections."""
+        await self._caller.aclose()
 
 
 class FunctionScorer:

@@ -14,7 +14,7 @@ from .base import Completion, StreamDelta, parse_tool_calls
 _MAX_BODY_IN_ERROR = 2000
 
 
-def error_message(body: bytes, status_code: int) -> tuple[str, Any]:
+def error_message(body: bytes | bytearray, status_code: int) -> tuple[str, Any]:
     """The server's error message and decoded body, from any of the common shapes.
 
     Shapes: OpenAI nested ``{"error": {"message": ...}}``, flat ``{"object": "error",
@@ -65,13 +65,15 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def parse_response(body: bytes, *, n: int, endpoint: str, latency_s: float) -> list[Completion]:
+def parse_response(
+    body: bytes | bytearray, *, n: int, endpoint: str, latency_s: float
+) -> list[Completion]:
     """Parse a non-streaming chat.completion body into completions."""
     try:
         data = json.loads(body)
     except ValueError:
         raise ProtocolError(
-            f"the response is not valid JSON: {body[:200]!r}", endpoint=endpoint
+            f"the response is not valid JSON: {bytes(body[:200])!r}", endpoint=endpoint
         ) from None
     if not isinstance(data, dict):
         raise ProtocolError("the response is not a JSON object", endpoint=endpoint)

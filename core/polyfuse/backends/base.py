@@ -31,6 +31,8 @@ class Completion:
     model: str | None = None
     latency_s: float = 0.0
     ttft_s: float | None = None
+    retries: int = 0
+    """How many times the request was sent again after a failure (see ``max_retries``)."""
 
 
 @dataclass(slots=True)
@@ -42,6 +44,8 @@ class StreamDelta:
     finish_reason: str | None = None
     usage: Usage | None = None
     model: str | None = None
+    retries: int = 0
+    """On the first delta: how many times the request was sent again before it was answered."""
 
 
 @runtime_checkable
@@ -109,7 +113,7 @@ def parse_tool_calls(raw: Any, *, endpoint: str) -> list[ToolCall] | None:
 class StreamAccumulator:
     """Folds stream deltas into one :class:`Completion` (content, tool calls, usage)."""
 
-    __slots__ = ("_parts", "_tools", "finish_reason", "model", "usage", "ttft_s")
+    __slots__ = ("_parts", "_tools", "finish_reason", "model", "retries", "usage", "ttft_s")
 
     def __init__(self) -> None:
         self._parts: list[str] = []
@@ -118,6 +122,7 @@ class StreamAccumulator:
         self.model: str | None = None
         self.usage: Usage | None = None
         self.ttft_s: float | None = None
+        self.retries = 0
 
     def add(self, delta: StreamDelta) -> None:
         """Fold one delta in."""
@@ -143,6 +148,8 @@ class StreamAccumulator:
             self.model = delta.model
         if delta.usage is not None:
             self.usage = delta.usage
+        if delta.retries:
+            self.retries = delta.retries
 
     @property
     def text(self) -> str:
@@ -172,4 +179,5 @@ class StreamAccumulator:
             model=self.model,
             latency_s=latency_s,
             ttft_s=self.ttft_s,
+            retries=self.retries,
         )

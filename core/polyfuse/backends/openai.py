@@ -4,34 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import random
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .._validation import describe_validation_error
-from ..errors import (
-    APIConnectionError,
-    APITimeoutError,
-    BackendError,
-    InvalidRequestError,
-    ProtocolError,
-    status_error_for,
-)
+from ..errors import APITimeoutError, BackendError, InvalidRequestError, ProtocolError
 from ..messages import ChatRequest, SamplingParams
-from ._http import Channel, Reply, Timeouts, TransportError, open_channel, split_url
-from ._wire import error_message, parse_response, parse_sse_data, retry_after_seconds
+from ._http import Channel, Reply, Timeouts, TransportError, check_header, split_url
+from ._policy import RetryPolicy, backend_error, status_error
+from ._tls import CertTypes, VerifyTypes
+from ._wire import parse_response, parse_sse_data
 from .base import Completion, StreamDelta
 
-__all__ = ["EndpointConfig", "OpenAIEndpoint"]
+if TYPE_CHECKING:
+    from ..transport import Transport
 
-logger = logging.getLogger("polyfuse")
+__all__ = ["EndpointConfig", "OpenAIEndpoint", "TimeoutLike"]
+
 T = TypeVar("T")
+_UNSET: Any = object()  # an argument left out (told apart from an explicit None)
+
+
+class TimeoutLike(Protocol):
+    """Per-phase timeouts, as ``httpx.Timeout`` holds them (seconds, None for no limit)."""
+
+    @property
+    def connect(self) -> float | None: ...
+
+    @property
+    def read(self) -> float | None: ...
+
+    @property
+    def write(self) -> float | None: ...
 
 
 class EndpointConfig(BaseModel):
@@ -45,16 +54,37 @@ class EndpointConfig(BaseModel):
     name: str | None = None
     supports_n: bool | None = None
     max_concurrency: int = Field(default=64, ge=1)
-    connect_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float | None = Field(default=10.0, gt=0)
     read_timeout: float | None = Field(default=300.0, gt=0)
+    write_timeout: float | None = Field(default=None, gt=0)
     total_timeout: float | None = Field(default=None, gt=0)
     max_retries: int = Field(default=2, ge=0)
     backoff_base: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=20.0, ge=0)
     max_retry_after: float = Field(default=60.0, ge=0)
     stream_usage: bool = True
+    trust_env: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
     params: SamplingParams = SamplingParams()
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            check_header(name, text)
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if any(c in secret for c in "\r\n\0") or not secret.isascii():
+                raise ValueError(
+                    "the API key contains a line break, NUL or non-ASCII character; "
+                    "copy it again without surrounding text"
+                )
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -85,10 +115,14 @@ class OpenAIEndpoint:
 
     Works with vLLM, SGLang, llama.cpp, Ollama, TGI, ``transformers serve`` and hosted APIs.
     Holds one pool of keep-alive connections per event loop (a pool never crosses loops; see
-    ``_http.py`` for why it is not httpx's client, which is used where a proxy applies),
-    bounds concurrent requests with ``max_concurrency``, retries 429/5xx/connection failures
-    with exponential backoff and jitter (honouring ``Retry-After``), and raises
-    :mod:`polyfuse.errors` types.
+    :mod:`polyfuse.transport`), bounds concurrent requests with ``max_concurrency``, retries
+    429/5xx/connection failures with exponential backoff and jitter (honouring
+    ``Retry-After``), and raises :mod:`polyfuse.errors` types.
+
+    **Retry rule:** a request that reached a connection is sent again only as one of
+    ``max_retries`` (each retry is logged, waits a backoff, and is counted in
+    ``Completion.retries`` / the candidate's ``retries``); an idle keep-alive connection that
+    the server had already closed is found out before anything is written on it and replaced.
 
     Args:
         base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``.
@@ -97,34 +131,129 @@ class OpenAIEndpoint:
         name: a label for results and logs (default: the model name).
         supports_n: whether one request with ``n`` returns ``n`` choices; ``None`` learns it.
         max_concurrency: requests in flight at once to this endpoint (per event loop).
-        connect_timeout / read_timeout / total_timeout: seconds; ``total_timeout`` bounds each
-            attempt end to end.
-        max_retries: retries after the first attempt for retryable failures.
+        timeout: httpx's meaning: one number of seconds for connecting, writing and each read,
+            ``None`` for no limits, or an object with ``connect``/``read``/``write`` attributes
+            (such as ``httpx.Timeout``). The ``*_timeout`` arguments below, when given, win.
+        connect_timeout: seconds to connect (default 10).
+        read_timeout: seconds between two reads of the answer (default 300).
+        write_timeout: seconds to write the request (default: ``read_timeout``).
+        total_timeout: bounds each attempt end to end (default: none).
+        max_retries: retries after the first attempt for retryable failures (default 2).
+        backoff_base / backoff_max: the exponential backoff's first step and ceiling, seconds.
+        max_retry_after: the longest ``Retry-After`` honoured; a longer one gives up at once.
+        stream_usage: ask streams for a final usage chunk (``stream_options``).
+        headers: extra request headers (no line breaks: header injection is refused).
         params: default sampling parameters for this endpoint (e.g. its temperature).
+        verify: TLS verification: ``True`` (certifi's CA bundle, or ``SSL_CERT_FILE`` /
+            ``SSL_CERT_DIR``), ``False``, a CA bundle file or directory, or an
+            :class:`ssl.SSLContext`.
+        cert: a client certificate: a PEM file with certificate and key, ``(certfile,
+            keyfile)`` or ``(certfile, keyfile, password)``.
+        trust_env: honour ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` and
+            ``SSL_CERT_FILE``/``SSL_CERT_DIR``, as httpx does.
+        transport: where requests go (default :class:`polyfuse.transport.HTTPTransport` with
+            ``verify``/``cert``/``trust_env``); :class:`polyfuse.transport.MockTransport`
+            answers from a function in tests.
+
+    Raises:
+        InvalidRequestError: a setting is invalid (the message names it).
     """
 
-    def __init__(self, base_url: str, model: str, **settings: Any) -> None:
-        if isinstance(settings.get("params"), Mapping):
-            settings["params"] = SamplingParams.model_validate(settings["params"])
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | SecretStr | None = None,
+        name: str | None = None,
+        supports_n: bool | None = None,
+        max_concurrency: int = 64,
+        timeout: float | TimeoutLike | None = _UNSET,
+        connect_timeout: float | None = _UNSET,
+        read_timeout: float | None = _UNSET,
+        write_timeout: float | None = _UNSET,
+        total_timeout: float | None = None,
+        max_retries: int = 2,
+        backoff_base: float = 0.5,
+        backoff_max: float = 20.0,
+        max_retry_after: float = 60.0,
+        stream_usage: bool = True,
+        headers: Mapping[str, str] | None = None,
+        params: SamplingParams | Mapping[str, Any] | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        transport: Transport | None = None,
+    ) -> None:
+        timeouts = _timeouts_from(timeout)
+        for key, value in (
+            ("connect_timeout", connect_timeout),
+            ("read_timeout", read_timeout),
+            ("write_timeout", write_timeout),
+        ):
+            if value is not _UNSET:
+                timeouts[key] = value
+        settings: dict[str, Any] = {
+            "api_key": api_key,
+            "name": name,
+            "supports_n": supports_n,
+            "max_concurrency": max_concurrency,
+            "total_timeout": total_timeout,
+            "max_retries": max_retries,
+            "backoff_base": backoff_base,
+            "backoff_max": backoff_max,
+            "max_retry_after": max_retry_after,
+            "stream_usage": stream_usage,
+            "trust_env": trust_env,
+            "headers": dict(headers or {}),
+            **timeouts,
+        }
+        if params is not None:
+            settings["params"] = (
+                SamplingParams.model_validate(params) if isinstance(params, Mapping) else params
+            )
         try:
             self.config = EndpointConfig(base_url=base_url, model=model, **settings)
         except ValidationError as exc:
             details = describe_validation_error(exc)
             raise InvalidRequestError(f"invalid endpoint settings: {details}") from None
         self.supports_n: bool | None = self.config.supports_n
+        self._verify = verify
+        self._cert = cert
+        if transport is None:
+            from ..transport import HTTPTransport
+
+            transport = HTTPTransport(
+                verify=verify,
+                cert=cert,
+                trust_env=self.config.trust_env,
+                max_connections=self.config.max_concurrency,
+            )
+        elif verify is not True or cert is not None:
+            raise InvalidRequestError(
+                "pass verify= and cert= to the transport, not to OpenAIEndpoint, "
+                "when you give transport="
+            )
+        self.transport: Transport = transport
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
         self._url = self.config.base_url + "/chat/completions"
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        headers.update(self.config.headers)
+        request_headers = {"content-type": "application/json", "accept": "application/json"}
+        request_headers.update(self.config.headers)
         if self.config.api_key is not None:
-            headers["authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
-        self._headers = headers
+            request_headers["authorization"] = f"Bearer {self.config.api_key.get_secret_value()}"
+        self._headers = request_headers
+        read = self.config.read_timeout
+        write = self.config.write_timeout
         self._timeouts = Timeouts(
-            connect=self.config.connect_timeout,
-            read=self.config.read_timeout,
-            write=self.config.read_timeout,
+            connect=self.config.connect_timeout, read=read, write=write if write else read
+        )
+        self._policy = RetryPolicy(
+            max_retries=self.config.max_retries,
+            backoff_base=self.config.backoff_base,
+            backoff_max=self.config.backoff_max,
+            max_retry_after=self.config.max_retry_after,
         )
 
     @property
@@ -148,10 +277,19 @@ class OpenAIEndpoint:
         )
 
     def with_options(self, **changes: Any) -> OpenAIEndpoint:
-        """A copy with some settings changed (the copy has its own connection pools)."""
+        """A copy with some settings changed (the copy has its own connection pools; it shares
+        this endpoint's transport unless ``transport``, ``verify`` or ``cert`` is changed)."""
         data = self.config.model_dump()
         if self.config.api_key is not None:
             data["api_key"] = self.config.api_key
+        if "timeout" in changes:
+            for key in ("connect_timeout", "read_timeout", "write_timeout"):
+                data.pop(key)
+        if not ({"transport", "verify", "cert", "trust_env"} & changes.keys()):
+            data["transport"] = self.transport
+        elif "transport" not in changes:
+            data["verify"] = self._verify
+            data["cert"] = self._cert
         data.update(changes)
         base_url = data.pop("base_url")
         model = data.pop("model")
@@ -162,7 +300,7 @@ class OpenAIEndpoint:
         state = self._states.get(loop)
         if state is None:
             limit = self.config.max_concurrency
-            channel = open_channel(self._url, self._headers, self._timeouts, limit)
+            channel = self.transport.open("POST", self._url, self._headers, self._timeouts)
             state = _LoopState(channel=channel, semaphore=asyncio.Semaphore(limit))
             self._states[loop] = state
         return state
@@ -197,7 +335,11 @@ class OpenAIEndpoint:
         return bool(self.config.params.model_fields_set)
 
     async def complete(self, request: ChatRequest, *, n: int = 1) -> list[Completion]:
-        """Send one request asking for ``n`` choices; return the choices the server gave."""
+        """Send one request asking for ``n`` choices; return the choices the server gave.
+
+        Each returned completion's ``retries`` says how many times the request was sent again;
+        an error raised after retries carries the count in its ``retries`` attribute.
+        """
         body = self._body(request, n=n, stream=False)
         state = self._state()
         async with state.semaphore:
@@ -206,10 +348,20 @@ class OpenAIEndpoint:
             number = 0
             while True:
                 try:
-                    return await self._post(state.channel, body, n)
+                    completions = await self._post(state.channel, body, n)
                 except BackendError as exc:
-                    await self._pause_before_retry(exc, number)
+                    delay = self._policy.delay(exc, number)
+                    if delay is None:
+                        exc.retries = number
+                        raise
+                    self._policy.log(self.name, exc, number, delay)
+                    await asyncio.sleep(delay)
                     number += 1
+                    continue
+                if number:
+                    for completion in completions:
+                        completion.retries = number
+                return completions
 
     async def _post(self, channel: Channel, body: bytes, n: int) -> list[Completion]:
         started = time.perf_counter()
@@ -220,7 +372,7 @@ class OpenAIEndpoint:
             else:
                 reply, content = await exchange
         except TransportError as exc:
-            raise _transport_error(exc, self.name) from None
+            raise backend_error(exc, self.name) from None
         if reply.status >= 400:
             raise self._status_error(reply, content)
         return parse_response(
@@ -238,74 +390,45 @@ class OpenAIEndpoint:
                 f"no complete answer within total_timeout={total}s", endpoint=self.name
             ) from None
 
-    def _status_error(self, reply: Reply, body: bytes) -> BackendError:
-        message, decoded = error_message(body, reply.status)
-        return status_error_for(
-            reply.status,
-            message,
-            endpoint=self.name,
-            body=decoded,
-            retry_after=retry_after_seconds(reply.header("retry-after")),
-        )
-
-    async def _pause_before_retry(self, exc: BackendError, number: int) -> None:
-        """Sleep before retry ``number + 1`` after attempt ``number`` failed with ``exc``;
-        re-raise ``exc`` when it is not retryable or the retries are spent."""
-        retries = self.config.max_retries
-        if not exc.retryable or number >= retries:
-            raise exc
-        delay = self._backoff(number, getattr(exc, "retry_after", None))
-        if delay is None:
-            raise exc
-        logger.info(
-            "%s: %s; retry %d/%d in %.2fs",
-            self.name,
-            type(exc).__name__,
-            number + 1,
-            retries,
-            delay,
-        )
-        await asyncio.sleep(delay)
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
-        if retry_after is not None:
-            if retry_after > self.config.max_retry_after:
-                return None  # the server asks for longer than we are willing to wait
-            return retry_after
-        ceiling = min(self.config.backoff_max, self.config.backoff_base * (2**attempt))
-        return ceiling * (0.5 + random.random() / 2)
+    def _status_error(self, reply: Reply, body: bytes | bytearray) -> BackendError:
+        return status_error(reply.status, body, reply.header("retry-after"), self.name)
 
     # ------------------------------------------------------------------ streaming
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamDelta]:
         """Stream one answer. Closing the iterator closes the HTTP stream (the server stops).
 
-        Connection failures and retryable statuses are retried until the first event arrives;
-        after that, errors propagate.
+        Connection failures and retryable statuses are retried (as counted retries) until the
+        first event arrives; after that, errors propagate. The first delta's ``retries`` says
+        how many times the request was sent again.
         """
         body = self._body(request, n=1, stream=True)
         state = self._state()
         async with state.semaphore:
-            for number in range(self.config.max_retries + 1):
+            number = 0
+            while True:
                 delivered = False
                 try:
                     async for delta in self._stream_once(state.channel, body):
-                        delivered = True
+                        if not delivered:
+                            delivered = True
+                            delta.retries = number
                         yield delta
                     return
                 except BackendError as exc:
-                    if delivered or not exc.retryable or number >= self.config.max_retries:
-                        raise
-                    delay = self._backoff(number, getattr(exc, "retry_after", None))
+                    delay = None if delivered else self._policy.delay(exc, number)
                     if delay is None:
+                        exc.retries = number
                         raise
+                    self._policy.log(self.name, exc, number, delay)
                     await asyncio.sleep(delay)
+                    number += 1
 
     async def _stream_once(self, channel: Channel, body: bytes) -> AsyncIterator[StreamDelta]:
         saw_done = False
         saw_finish = False
         try:
-            reply = await channel.post(body)
+            reply = await channel.send(body)
             try:
                 if reply.status >= 400:
                     raise self._status_error(reply, await reply.read())
@@ -330,24 +453,34 @@ class OpenAIEndpoint:
             finally:
                 await reply.aclose()
         except TransportError as exc:
-            raise _transport_error(exc, self.name) from None
+            raise backend_error(exc, self.name) from None
         if not saw_done and not saw_finish:
             raise ProtocolError("the stream ended before the answer finished", endpoint=self.name)
 
 
-async def _exchange(channel: Channel, body: bytes) -> tuple[Reply, bytes]:
-    """POST ``body`` and read the whole response."""
-    reply = await channel.post(body)
+async def _exchange(channel: Channel, body: bytes) -> tuple[Reply, bytes | bytearray]:
+    """Send ``body`` and read the whole response."""
+    reply = await channel.send(body)
     try:
         return reply, await reply.read()
     finally:
         await reply.aclose()
 
 
-def _transport_error(exc: TransportError, endpoint: str) -> BackendError:
-    """The polyfuse error for a failure below HTTP statuses."""
-    if exc.timeout:
-        return APITimeoutError(f"timed out ({exc.kind})", endpoint=endpoint)
-    text = str(exc)
-    message = f"{exc.kind}: {text}" if text else exc.kind
-    return APIConnectionError(message, endpoint=endpoint)
+def _timeouts_from(timeout: Any) -> dict[str, float | None]:
+    """``connect_timeout``/``read_timeout``/``write_timeout`` from httpx-style ``timeout=``."""
+    if timeout is _UNSET:
+        return {}
+    if timeout is None or isinstance(timeout, (int, float)):
+        value = None if timeout is None else float(timeout)
+        return {"connect_timeout": value, "read_timeout": value, "write_timeout": value}
+    if all(hasattr(timeout, name) for name in ("connect", "read", "write")):
+        return {
+            "connect_timeout": timeout.connect,
+            "read_timeout": timeout.read,
+            "write_timeout": timeout.write,
+        }
+    raise InvalidRequestError(
+        f"timeout={timeout!r} is not a number of seconds, None, or an object with "
+        "connect/read/write (such as httpx.Timeout)"
+    )

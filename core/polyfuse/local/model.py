@@ -18,10 +18,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import httpx
-
+from .._sync import run_sync
 from ..backends.openai import OpenAIEndpoint
-from ..errors import InvalidRequestError
+from ..errors import APIStatusError, BackendError, InvalidRequestError, ProtocolError
+from ..transport import HTTPTransport, JSONCaller, RetryPolicy, Timeouts
 from .errors import LocalModelError
 from .gguf import check_gguf_file, default_gguf
 
@@ -370,21 +370,43 @@ def _read_line(stream: IO[bytes], out: queue.Queue[bytes]) -> None:
 
 
 def _wait_healthy(address: str, deadline: float, log_path: Path) -> None:
+    """Poll ``GET /health`` through polyfuse's transport until it answers 200 or time is up."""
+    last = run_sync(_poll_health(address, deadline))
+    if last is not None:
+        raise LocalModelError(
+            f"the local model at {address} did not become healthy in time ({last})"
+            f"{_log_tail(log_path)}"
+        )
+
+
+async def _poll_health(address: str, deadline: float) -> str | None:
+    """None once healthy, else the last failure seen before ``deadline``."""
+    # Waiting is the point here: every failure is retried by this loop, not by the policy.
+    caller = JSONCaller(
+        HTTPTransport(trust_env=False),  # the model is on 127.0.0.1: never through a proxy
+        "GET",
+        f"{address}/health",
+        endpoint="local-model",
+        timeouts=Timeouts(connect=5.0, read=5.0, write=5.0),
+        policy=RetryPolicy(max_retries=0),
+    )
     last = "no answer"
-    with httpx.Client(timeout=5.0) as client:
+    try:
         while time.monotonic() < deadline:
             try:
-                response = client.get(f"{address}/health")
-            except httpx.TransportError as exc:
+                await caller()
+            except APIStatusError as exc:
+                last = f"HTTP {exc.status_code}"
+            except ProtocolError:
+                return None  # 200 with a body that is not JSON: healthy all the same
+            except BackendError as exc:
                 last = type(exc).__name__
             else:
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            time.sleep(0.05)
-    raise LocalModelError(
-        f"the local model at {address} did not become healthy in time ({last}){_log_tail(log_path)}"
-    )
+                return None
+            await asyncio.sleep(0.05)
+    finally:
+        await caller.aclose()
+    return last
 
 
 def _log_tail(log_path: Path) -> str:

@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
-import weakref
 from typing import Any
 
-import httpx
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 
-from polyfuse import APIConnectionError, APITimeoutError, BackendError, ProtocolError
-from polyfuse.backends import error_message, retry_after_seconds
-from polyfuse.errors import status_error_for
+from polyfuse import ProtocolError
 from polyfuse.sync import run_sync
+from polyfuse.transport import HTTPTransport, JSONCaller, RetryPolicy, Timeouts, Transport
 
 __all__ = ["OpenAICompatibleEmbedding"]
 
 
 class OpenAICompatibleEmbedding(BaseEmbedding):
-    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint over httpx.
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint.
 
     Works with llama.cpp (``--embeddings``, including polyfuse's embedded local model), vLLM,
     Ollama, TEI, LM Studio and hosted APIs, without the ``openai`` package. Texts are sent in
     batches of ``embed_batch_size``; 429/5xx and connection failures are retried with backoff
-    (honouring ``Retry-After``); failures raise :mod:`polyfuse.errors` types. One pooled
-    client per event loop; the sync methods run on polyfuse's background loop.
+    (honouring ``Retry-After``, with polyfuse's one retry policy); failures raise
+    :mod:`polyfuse.errors` types. Requests go through polyfuse's transport (TLS ``verify`` and
+    proxies as httpx reads them from the environment); one pool of connections per event loop;
+    the sync methods run on polyfuse's background loop.
 
     Args:
         base_url: the API root, e.g. ``http://127.0.0.1:8080/v1``.
@@ -38,6 +35,8 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
         timeout: seconds per request.
         max_retries: retries after the first attempt for retryable failures.
         headers: extra HTTP headers.
+        transport: where requests go (default :class:`polyfuse.transport.HTTPTransport`;
+            :class:`polyfuse.transport.MockTransport` in tests).
 
     Example::
 
@@ -57,17 +56,24 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
     max_retries: int = Field(default=2, ge=0, description="Retries for retryable failures.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
 
-    _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = PrivateAttr(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    _caller: JSONCaller | None = PrivateAttr(default=None)
+    _transport: Transport | None = PrivateAttr(default=None)
 
-    def __init__(self, base_url: str, model_name: str = "unknown", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model_name: str = "unknown",
+        *,
+        transport: Transport | None = None,
+        **kwargs: Any,
+    ) -> None:
         data: dict[str, Any] = {
             "base_url": base_url.strip().rstrip("/"),
             "model_name": model_name,
             **kwargs,
         }
         super().__init__(**data)
+        self._transport = transport
 
     @classmethod
     def class_name(cls) -> str:
@@ -100,9 +106,8 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        if self._caller is not None:
+            await self._caller.aclose()
 
     # ------------------------------------------------------------------ HTTP
 
@@ -110,16 +115,21 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
     def _label(self) -> str:
         return f"embeddings:{self.model_name}"
 
-    def _client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            headers = {"content-type": "application/json", **self.headers}
+    def _json_caller(self) -> JSONCaller:
+        if self._caller is None:
+            headers = dict(self.headers)
             if self.api_key is not None:
                 headers["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
-            client = httpx.AsyncClient(headers=headers, timeout=self.timeout)
-            self._clients[loop] = client
-        return client
+            self._caller = JSONCaller(
+                self._transport or HTTPTransport(),
+                "POST",
+                f"{self.base_url}/embeddings",
+                endpoint=self._label,
+                headers=headers,
+                timeouts=Timeouts(connect=self.timeout, read=self.timeout, write=self.timeout),
+                policy=RetryPolicy(max_retries=self.max_retries),
+            )
+        return self._caller
 
     async def _embed(self, texts: list[str]) -> list[Embedding]:
         body: dict[str, Any] = {
@@ -129,46 +139,10 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
         }
         if self.dimensions is not None:
             body["dimensions"] = self.dimensions
-        for attempt in range(self.max_retries + 1):
-            try:
-                return await self._post(body, len(texts))
-            except BackendError as exc:
-                if not exc.retryable or attempt >= self.max_retries:
-                    raise
-                wait = getattr(exc, "retry_after", None)
-                await asyncio.sleep(
-                    wait if wait is not None else 0.5 * 2**attempt * random.random()
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _post(self, body: dict[str, Any], expected: int) -> list[Embedding]:
-        try:
-            response = await self._client().post(f"{self.base_url}/embeddings", json=body)
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(
-                f"timed out ({type(exc).__name__})", endpoint=self._label
-            ) from None
-        except httpx.TransportError as exc:
-            raise APIConnectionError(
-                f"cannot reach {self.base_url} ({type(exc).__name__}: {exc})", endpoint=self._label
-            ) from None
-        if response.status_code >= 400:
-            message, decoded = error_message(response.content, response.status_code)
-            raise status_error_for(
-                response.status_code,
-                message,
-                endpoint=self._label,
-                body=decoded,
-                retry_after=retry_after_seconds(response.headers.get("retry-after")),
-            )
-        return _parse(response, expected, self._label)
+        return _parse(await self._json_caller()(body), len(texts), self._label)
 
 
-def _parse(response: httpx.Response, expected: int, label: str) -> list[Embedding]:
-    try:
-        data = response.json()
-    except ValueError:
-        raise ProtocolError("the embeddings response is not JSON", endpoint=label) from None
+def _parse(data: Any, expected: int, label: str) -> list[Embedding]:
     items = data.get("data") if isinstance(data, dict) else None
     if not isinstance(items, list) or len(items) != expected:
         got = len(items) if isinstance(items, list) else "no"
