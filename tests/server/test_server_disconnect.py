@@ -36,7 +36,9 @@ def test_disconnect_while_the_fusor_streams_cancels_it(
         for line in response.iter_lines():
             if '"content":"word' in line:
                 break  # the fused answer is streaming: leave now
-        assert fake.active == 1  # the fusor call is in flight
+        # the fusor call is in flight; the candidates' call may take a moment to be counted
+        # as finished by the fake server
+        assert wait_until(lambda: fake.active == 1, timeout=5)
     assert wait_until(lambda: upstream_quiet(fake, server), timeout=10)
     assert fake.disconnects == 1
     assert fake.completed == 1  # the candidates' call finished; the fusor's never did

@@ -28,6 +28,7 @@ COMMANDS: list[str] = [
     "probe",
     "serve",
     "distill",
+    "eval",
 ]
 """Command modules of :mod:`polyfuse.cli` (each exposes ``register(app)``), in help order."""
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +52,8 @@ class InputSpec:
             ``None`` uses ``messages`` when a row has it, else ``prompt``.
         id_field: a field copied into each record's provenance (e.g. your dataset's row id).
         system: a system message put before each prompt that has none.
+        extra_fields: fields copied as they are into each row's ``extra`` (e.g. the gold answer
+            ``polyfuse eval`` grades against); missing ones are left out.
     """
 
     path: Path
@@ -59,6 +61,7 @@ class InputSpec:
     prompt_field: str | None = None
     id_field: str | None = None
     system: str | None = None
+    extra_fields: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -95,12 +98,16 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class PromptRow:
-    """One usable prompt: validated OpenAI messages, their hash, and where they came from."""
+    """One usable prompt: validated OpenAI messages, their hash, and where they came from.
+
+    ``extra`` holds the fields named in :attr:`InputSpec.extra_fields` (not part of the hash).
+    """
 
     messages: list[dict[str, Any]]
     input_hash: str
     line: int
     source_id: Any = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for shipping the row to another process)."""
@@ -109,6 +116,7 @@ class PromptRow:
             "input_hash": self.input_hash,
             "line": self.line,
             "source_id": self.source_id,
+            "extra": dict(self.extra),
         }
 
     @classmethod
@@ -119,6 +127,7 @@ class PromptRow:
             input_hash=str(data["input_hash"]),
             line=int(data["line"]),
             source_id=data.get("source_id"),
+            extra=dict(data.get("extra") or {}),
         )
 
 
@@ -257,7 +266,10 @@ def _row(record: Mapping[str, Any], spec: InputSpec, line: int) -> PromptRow | I
     except InvalidRequestError as exc:
         return InputProblem(line, f"field {field!r}: {exc}")
     source_id = record.get(spec.id_field) if spec.id_field else None
-    return PromptRow(messages=wire, input_hash=input_hash(wire), line=line, source_id=source_id)
+    extra = {name: record[name] for name in spec.extra_fields if name in record}
+    return PromptRow(
+        messages=wire, input_hash=input_hash(wire), line=line, source_id=source_id, extra=extra
+    )
 
 
 def _as_messages(value: Any, field: str) -> list[dict[str, Any]] | str:

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Protocol
 
 from .inputs import PromptRow
+from .outcome import RowOutcome
 from .panel import Admission
-from .processor import RowProcessor
 from .sink import RecordSink
 
-__all__ = ["run_local"]
+__all__ = ["RowWorker", "run_local"]
+
+
+class RowWorker(Protocol):
+    """What the engine drives: :class:`~polyfuse.distill.processor.RowProcessor`, or another
+    row processor (``polyfuse eval``'s) with the same ``process`` method."""
+
+    async def process(self, row: PromptRow, gate: asyncio.Semaphore | None = None) -> RowOutcome:
+        """The outcome of one row (failures as an error outcome)."""
+        ...
 
 
 async def run_local(
     rows: Iterable[PromptRow],
-    processor: RowProcessor,
+    processor: RowWorker,
     admission: Admission,
     sink: RecordSink,
 ) -> None:

@@ -70,7 +70,7 @@ class DistillActor:
 
 async def run_ray(
     rows: list[PromptRow],
-    spec: DistillSpec,
+    spec: DistillSpec | None,
     sink: RecordSink,
     *,
     admission: Admission,
@@ -78,11 +78,17 @@ async def run_ray(
     source: str,
     actors: int = 2,
     address: str | None = None,
+    actor: type[Any] = DistillActor,
+    actor_kwargs: Mapping[str, Any] | None = None,
 ) -> None:
     """Process ``rows`` on Ray Data and hand every outcome to ``sink`` (on this loop).
 
     Connects to ``address`` (or starts a local Ray) unless Ray is already initialised; a Ray
     started here is shut down at the end.
+
+    ``actor`` / ``actor_kwargs`` run another row processor's actor class (``polyfuse eval``'s)
+    with the same engine: it is built with ``actor_kwargs`` plus ``share`` and
+    ``sampling_slots``, and called like :class:`DistillActor`.
     """
     try:
         import ray
@@ -115,12 +121,15 @@ async def run_ray(
             [{"row": json.dumps(r.to_dict(), ensure_ascii=False)} for r in rows],
             override_num_blocks=blocks,
         )
+        constructor = (
+            dict(actor_kwargs)
+            if actor_kwargs is not None
+            else {"spec": spec, "prices": prices, "source": source}
+        )
         results = dataset.map_batches(
-            DistillActor,
+            actor,
             fn_constructor_kwargs={
-                "spec": spec,
-                "prices": prices,
-                "source": source,
+                **constructor,
                 "share": actors,
                 "sampling_slots": per_actor.sampling_slots,
             },

@@ -1,0 +1,245 @@
+"""``polyfuse eval``: does fusion beat one sample, Best-of-N and voting on your task?"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..distill import PriceTable, RichProgress
+from ..errors import InvalidRequestError, PolyfuseError
+from ._output import print_error
+
+__all__ = ["eval_command", "register"]
+
+_JUDGE_MODES = ("auto", "reference", "head-to-head", "rubric")
+_POOLS_FORMATS = ("auto", "polyfuse", "zeroeval")
+
+
+def _prices(entries: list[str], path: Path | None) -> PriceTable | None:
+    table = PriceTable.from_file(path) if path is not None else PriceTable({})
+    if entries:
+        table = table.merged(PriceTable.parse(entries))
+    return table if table else None
+
+
+class _JudgingBar:
+    """A counter of judgments written (the total is not known up front)."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]judging[/] {task.completed} judgment batches written"),
+            console=console,
+            transient=True,
+        )
+        self.task: Any = None
+
+    def tick(self) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("judging", total=None)
+        self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+def eval_command(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Eval rows (.jsonl/.csv/.parquet), a public set with --dataset, "
+            "or a pools file with --replay."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output directory (a rerun resumes).")
+    ],
+    strategies: Annotated[
+        str, typer.Option(help="Comma list of single,best-of-n,vote,usc,fuse,moa.")
+    ] = "single,vote",
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Presets TOML file.")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Preset naming the pool and the fusor.")
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="Judge endpoint name (default: the preset's fusor).")
+    ] = None,
+    judge_mode: Annotated[
+        str, typer.Option(help="auto | reference | head-to-head | rubric")
+    ] = "auto",
+    baseline: Annotated[
+        str, typer.Option(help="Strategy the others meet head to head.")
+    ] = "single",
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="gsm8k | math500 | mbpp | humaneval | mt-bench | arena-hard"),
+    ] = None,
+    replay: Annotated[
+        bool, typer.Option(help="DATA is a recorded pools file: no sampling.")
+    ] = False,
+    pools_format: Annotated[str, typer.Option(help="auto | polyfuse | zeroeval")] = "auto",
+    panel: Annotated[
+        str | None, typer.Option(help="Replay: comma list of the pools' models to use, in order.")
+    ] = None,
+    sweep: Annotated[
+        bool, typer.Option(help="Replay: majority vote over every panel size too.")
+    ] = False,
+    grader: Annotated[
+        str | None, typer.Option(help="Force a grader: exact | number | math | choice | code")
+    ] = None,
+    price: Annotated[
+        list[str] | None, typer.Option(help="NAME=INPUT/OUTPUT USD per 1M tokens (repeat).")
+    ] = None,
+    prices: Annotated[Path | None, typer.Option(help="Prices file (TOML or JSON).")] = None,
+    temperature: Annotated[float | None, typer.Option(min=0)] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    prompt_field: Annotated[
+        str | None, typer.Option(help="Field with the prompt (default: messages, prompt).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most this many new prompts.")] = None,
+    retry_errors: Annotated[
+        bool, typer.Option(help="Retry prompts that got no candidate before.")
+    ] = False,
+    judge_candidates: Annotated[
+        bool, typer.Option(help="Rubric-score candidates of judged rows (routing log).")
+    ] = True,
+    code_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Code grader: seconds per program.")
+    ] = 10.0,
+    code_memory_mb: Annotated[
+        int, typer.Option(min=16, help="Code grader: memory limit in MiB.")
+    ] = 1024,
+    engine: Annotated[str, typer.Option(help="asyncio | ray")] = "asyncio",
+    ray_actors: Annotated[int, typer.Option(min=1, help="Ray engine: actors.")] = 2,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
+    title: Annotated[str | None, typer.Option(help="Report title.")] = None,
+    fsync: Annotated[bool, typer.Option(help="fsync every batch of lines.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Compare strategies on the same candidate pools: grade or judge, report with CIs.
+
+    Writes report.html, report.md, judgments.jsonl, routing.jsonl and summary.json into
+    --output. Resumable: rerun the same command after a crash.
+    """
+    try:
+        from ..eval import aevaluate
+        from ..eval.sandbox import SandboxLimits
+    except ImportError as exc:  # numpy missing: the [eval] extra is not installed
+        print_error(exc)
+        raise typer.Exit(2) from None
+
+    console = Console(stderr=True)
+    for flag, value, allowed in (
+        ("judge-mode", judge_mode, _JUDGE_MODES),
+        ("pools-format", pools_format, _POOLS_FORMATS),
+        ("engine", engine, ("asyncio", "ray")),
+    ):
+        if value not in allowed:
+            raise typer.BadParameter(f"--{flag} must be one of {', '.join(allowed)}")
+    if (config is None) != (preset is None):
+        raise typer.BadParameter("--config and --preset go together")
+    params = {
+        k: v
+        for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
+        if v is not None
+    }
+    bar = _JudgingBar(console) if progress else None
+    limits = SandboxLimits(
+        timeout_s=code_timeout, cpu_s=max(1, int(code_timeout)), memory_mb=code_memory_mb
+    )
+    try:
+        result = asyncio.run(
+            aevaluate(
+                data,
+                output,
+                strategies=strategies,
+                config=config,
+                preset=preset,
+                judge=judge,
+                judge_mode=judge_mode,  # type: ignore[arg-type]
+                baseline=baseline,
+                dataset=dataset,
+                replay=replay,
+                pools_format=pools_format,  # type: ignore[arg-type]
+                panel=[p.strip() for p in panel.split(",") if p.strip()] if panel else None,
+                sweep=sweep,
+                grader=grader,
+                prices=_prices(list(price or []), prices),
+                params=params,
+                prompt_field=prompt_field,
+                limit=limit,
+                retry_errors=retry_errors,
+                engine=engine,  # type: ignore[arg-type]
+                ray_actors=ray_actors,
+                ray_address=ray_address,
+                progress=RichProgress(console, description="eval") if progress else None,
+                on_judgment=bar.tick if bar is not None else None,
+                judge_candidates=judge_candidates,
+                code_limits=limits,
+                resamples=resamples,
+                fsync=fsync,
+                title=title,
+                command="polyfuse eval " + shlex.join(sys.argv[2:])
+                if len(sys.argv) > 2 and sys.argv[1] == "eval"
+                else None,
+            )
+        )
+    except InvalidRequestError as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+    except PolyfuseError as exc:
+        print_error(exc)
+        raise typer.Exit(1) from None
+    finally:
+        if bar is not None:
+            bar.stop()
+    out = Console()
+    summary = result.generation.summary
+    out.print(f"[bold]polyfuse eval[/] {result.analysis.prompts} prompts", highlight=False)
+    if summary.already_done:
+        out.print(f"  resumed: {summary.already_done} prompt(s) were already generated")
+    if result.analysis.failed_rows:
+        out.print(
+            f"  [yellow]{result.analysis.failed_rows} prompt(s) got no usable candidate[/] "
+            f"→ {escape(str(summary.errors))} (retry: --retry-errors)"
+        )
+    if summary.problem_count:
+        out.print(f"  [yellow]{summary.problem_count} bad input line(s) skipped[/]")
+    judge_stats = result.analysis.judge
+    if judge_stats.replies:
+        out.print(f"  judge replies: {judge_stats.replies}, unparseable: {judge_stats.unparseable}")
+    for note in result.notes:
+        out.print(f"  [yellow]{escape(note)}[/]", soft_wrap=True, highlight=False)
+    for task in result.analysis.tasks:
+        out.print(f"  {escape(task.recommendation)}", soft_wrap=True, highlight=False)
+    out.print(f"  report: {escape(str(result.report_html))}", highlight=False, soft_wrap=True)
+    out.print(
+        f"  routing log: {result.routing_records} records → {escape(str(result.routing_log))}"
+        + (
+            f" ({result.routing_skipped} candidates without a score)"
+            if result.routing_skipped
+            else ""
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval`` command to a Typer app."""
+    app.command("eval", help=eval_command.__doc__, no_args_is_help=True)(eval_command)

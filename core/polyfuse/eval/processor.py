@@ -1,0 +1,291 @@
+"""One prompt → one generation record: the candidate pool drawn ONCE (or read from a recorded
+pool), then every strategy run over that same pool, each with its own answer, tokens, calls,
+latency and cost.
+
+Strategies: ``single`` (the pool's first answer: what one call gives), ``vote`` (majority over
+the answers as the row's grader reads them), ``best-of-n``, ``usc``, ``fuse`` and ``moa`` (the
+aggregators of :mod:`polyfuse.aggregators`). A strategy that fails is recorded as failed on that
+prompt (with the spend it had); the other strategies' results are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from ..aggregators import Aggregate, AggregationContext, Aggregator, MajorityVote
+from ..distill.inputs import PromptRow
+from ..distill.outcome import RowOutcome, encode_line
+from ..distill.pricing import PriceTable
+from ..distill.provenance import priced_calls
+from ..errors import AggregationError, PolyfuseError
+from ..messages import ChatRequest, SamplingParams
+from ..policy import QuorumPolicy
+from ..pool import Pool
+from ..results import CallRecord, Candidate, ErrorInfo
+from ..usage import Usage
+from .graders import answer_key
+from .rows import EvalRow
+
+__all__ = ["EVAL_STRATEGIES", "EvalProcessor", "EvalSetup", "recorded_candidates"]
+
+EVAL_STRATEGIES: tuple[str, ...] = ("single", "best-of-n", "vote", "usc", "fuse", "moa")
+"""Every strategy ``polyfuse eval`` can compare."""
+
+
+@dataclass
+class EvalSetup:
+    """What the processor needs besides the row.
+
+    Args:
+        strategies: the strategies to run, in report order.
+        aggregators: the model-backed aggregators by strategy name (``best-of-n``, ``usc``,
+            ``fuse``, ``moa``); ``single`` and ``vote`` need none.
+        fingerprint: the configuration's hash (stored in every line for resume checks).
+        pool: where live candidates come from (``None`` when every row has recorded ones).
+        policy: the quorum policy for live sampling.
+        params: the sampling parameters of live sampling.
+        prices: per-model prices.
+        grader: a grader name that overrides the rows' (decides the vote's answer keys).
+        context_pool: the pool aggregators see when candidates are replayed (only MoA samples
+            from it, so MoA is not replayable; the others only need a pool object).
+    """
+
+    strategies: tuple[str, ...]
+    aggregators: dict[str, Aggregator]
+    fingerprint: str
+    pool: Pool | None = None
+    policy: QuorumPolicy = field(default_factory=QuorumPolicy)
+    params: SamplingParams = field(default_factory=SamplingParams)
+    prices: PriceTable = field(default_factory=lambda: PriceTable({}))
+    grader: str | None = None
+    context_pool: Pool | None = None
+
+
+def recorded_candidates(raw: Sequence[Mapping[str, Any]]) -> list[Candidate]:
+    """Candidates from a pools-file list ``[{model, text, usage, latency_s}]``."""
+    out: list[Candidate] = []
+    for index, item in enumerate(raw):
+        usage_data = item.get("usage") or {}
+        prompt = usage_data.get("prompt_tokens")
+        completion = usage_data.get("completion_tokens")
+        if prompt is None and completion is None:
+            usage = Usage.missing()
+        else:
+            usage = Usage(
+                prompt_tokens=int(prompt or 0),
+                completion_tokens=int(completion or 0),
+                total_tokens=int(prompt or 0) + int(completion or 0),
+                calls=1,
+            )
+        model = str(item.get("model") or "unknown")
+        out.append(
+            Candidate(
+                index=index,
+                backend=model,
+                model=model,
+                content=str(item.get("text") or item.get("content") or ""),
+                usage=usage,
+                latency_s=item.get("latency_s"),
+            )
+        )
+    return out
+
+
+def _usage_dict(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "calls": usage.calls,
+        "calls_without_usage": usage.calls_without_usage,
+    }
+
+
+def _call_usage(call: CallRecord) -> Usage:
+    return call.usage if call.error is None else Usage(calls=1, calls_without_usage=1)
+
+
+class EvalProcessor:
+    """Makes the generation record of each row (both distill engines call :meth:`process`)."""
+
+    def __init__(self, setup: EvalSetup) -> None:
+        self.setup = setup
+
+    async def process(self, row: PromptRow, gate: asyncio.Semaphore | None = None) -> RowOutcome:
+        """The row's generation record, or an error line when no candidate could be had."""
+        started = time.perf_counter()
+        eval_row = EvalRow.from_prompt_row(row)
+        request = ChatRequest.from_wire(row.messages, self.setup.params)
+        try:
+            recorded = row.extra.get("candidates")
+            if isinstance(recorded, list):
+                candidates = recorded_candidates(recorded)
+            elif gate is None:
+                candidates = await self._sample(request)
+            else:
+                async with gate:
+                    candidates = await self._sample(request)
+        except PolyfuseError as exc:
+            return self._failure(row, "sampling", exc, [], started)
+        usable = [c for c in candidates if c.ok and (c.content or c.tool_calls)]
+        if not usable:
+            problems = "; ".join(
+                f"{c.label}: {c.error.message if c.error else 'empty answer'}" for c in candidates
+            )
+            exc = PolyfuseError(f"no usable candidate ({problems or 'the pool is empty'})")
+            return self._failure(row, "sampling", exc, candidates, started)
+        results = await asyncio.gather(
+            *(self._strategy(name, request, eval_row, usable) for name in self.setup.strategies)
+        )
+        record: dict[str, Any] = {
+            "input_hash": row.input_hash,
+            "config": self.setup.fingerprint,
+            "line": row.line,
+            "row": eval_row.to_dict(),
+            "question": eval_row.question,
+            "candidates": [self._candidate_entry(c) for c in candidates],
+            "strategies": dict(zip(self.setup.strategies, results, strict=True)),
+            "latency_s": round(time.perf_counter() - started, 4),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        }
+        tokens = sum(c.usage.total_tokens for c in candidates) + sum(
+            int(r.get("aggregation_tokens", 0)) for r in results
+        )
+        cost = self.setup.prices.cost(priced_calls(candidates, [])).usd or 0.0
+        cost += sum(float(r.get("aggregation_cost_usd") or 0.0) for r in results)
+        return RowOutcome(row.input_hash, True, encode_line(record), tokens, cost)
+
+    async def _sample(self, request: ChatRequest) -> list[Candidate]:
+        pool = self.setup.pool
+        if pool is None:
+            raise PolyfuseError(
+                "this row has no recorded candidates and no pool was configured to sample them"
+            )
+        return await pool.sample(request, policy=self.setup.policy)
+
+    def _candidate_entry(self, candidate: Candidate) -> dict[str, Any]:
+        cost = self.setup.prices.cost([(candidate.backend, candidate.model, candidate.usage)])
+        return {
+            "index": candidate.index,
+            "name": candidate.backend,
+            "model": candidate.model,
+            "status": candidate.status,
+            "text": candidate.content,
+            "usage": _usage_dict(candidate.usage),
+            "latency_s": candidate.latency_s,
+            "cost_usd": cost.usd,
+            "error": candidate.error.message if candidate.error else None,
+        }
+
+    def _vote(self, row: EvalRow) -> MajorityVote:
+        grader = self.setup.grader
+
+        def key(candidate: Candidate) -> str | None:
+            return answer_key(candidate.text, row, grader)
+
+        return MajorityVote(key, normalise=None)
+
+    async def _strategy(
+        self, name: str, request: ChatRequest, row: EvalRow, usable: list[Candidate]
+    ) -> dict[str, Any]:
+        """Run one strategy over the pool; its answer plus what it spent (pool included)."""
+        if name == "single":
+            first = usable[0]
+            return self._entry(first.content, first.index, [first], [], first.latency_s)
+        started = time.perf_counter()
+        calls: list[CallRecord] = []
+        try:
+            if name == "vote":
+                aggregate: Aggregate = self._vote(row).vote(usable)
+            else:
+                aggregator = self.setup.aggregators[name]
+                context_pool = self.setup.pool or self.setup.context_pool
+                if context_pool is None:
+                    raise AggregationError(f"{name} needs a pool to run in (none configured)")
+                aggregate = await aggregator.aggregate(
+                    AggregationContext(
+                        request=request,
+                        candidates=list(usable),
+                        pool=context_pool,
+                        policy=self.setup.policy,
+                    )
+                )
+        except PolyfuseError as exc:
+            partial = exc.record if isinstance(exc, AggregationError) else None
+            if partial is not None:
+                calls.extend(partial.calls)
+            entry = self._entry(None, None, usable, calls, self._pool_latency(usable))
+            entry["error"] = ErrorInfo.from_exception(exc).message
+            return entry
+        calls.extend(aggregate.record.calls)
+        pool_latency = self._pool_latency(usable)
+        spent = time.perf_counter() - started
+        # A vote over recorded answers takes no time worth reporting: unknown stays unknown.
+        latency = None if pool_latency is None and name == "vote" else (pool_latency or 0.0) + spent
+        entry = self._entry(
+            aggregate.message.content, aggregate.record.selected, usable, calls, latency
+        )
+        if aggregate.record.fallback_reason:
+            entry["fallback"] = aggregate.record.fallback_reason
+        return entry
+
+    @staticmethod
+    def _pool_latency(usable: Sequence[Candidate]) -> float | None:
+        """The pool's wall time (its slowest candidate); ``None`` when none was recorded."""
+        known = [c.latency_s for c in usable if c.latency_s is not None]
+        return max(known) if known else None
+
+    def _entry(
+        self,
+        answer: str | None,
+        selected: int | None,
+        used: Sequence[Candidate],
+        calls: Sequence[CallRecord],
+        latency_s: float | None,
+    ) -> dict[str, Any]:
+        pool_usage = Usage.sum(c.usage for c in used)
+        agg_usage = Usage.sum(_call_usage(c) for c in calls)
+        total = pool_usage + agg_usage
+        cost = self.setup.prices.cost(priced_calls(used, calls))
+        agg_cost = self.setup.prices.cost(priced_calls([], calls))
+        return {
+            "answer": answer,
+            "selected": selected,
+            "error": None,
+            "prompt_tokens": total.prompt_tokens,
+            "completion_tokens": total.completion_tokens,
+            "calls": total.calls,
+            "calls_without_usage": total.calls_without_usage,
+            "latency_s": None if latency_s is None else round(latency_s, 4),
+            "cost_usd": cost.usd,
+            "cost_complete": cost.complete,
+            "aggregation_tokens": agg_usage.total_tokens,
+            "aggregation_cost_usd": agg_cost.usd,
+        }
+
+    def _failure(
+        self,
+        row: PromptRow,
+        stage: str,
+        exc: PolyfuseError,
+        candidates: Sequence[Candidate],
+        started: float,
+    ) -> RowOutcome:
+        usage = Usage.sum(c.usage for c in candidates)
+        cost = self.setup.prices.cost(priced_calls(candidates, []))
+        entry = {
+            "input_hash": row.input_hash,
+            "config": self.setup.fingerprint,
+            "line": row.line,
+            "stage": stage,
+            "error": {"type": type(exc).__name__, "message": str(exc)},
+            "candidates": [self._candidate_entry(c) for c in candidates],
+            "latency_s": round(time.perf_counter() - started, 4),
+        }
+        return RowOutcome(
+            row.input_hash, False, encode_line(entry), usage.total_tokens, cost.usd or 0.0
+        )
