@@ -148,3 +148,20 @@ def test_a_mistyped_choice_names_the_nearest_valid_one(
     args = ["distill", str(source), "-o", str(tmp_path / "o.jsonl"), *_flags(fake_url)]
     result = CliRunner().invoke(cli, [*args, *flags])
     assert result.exit_code == 2 and hint in _flat(result.output.replace("│", " ")), result.output
+
+
+def test_input_spec_sets_every_field_it_declares(tmp_path: Path) -> None:
+    import dataclasses
+
+    values = {
+        "format": "csv",
+        "prompt_field": "q",
+        "id_field": "id",
+        "system": "Be brief.",
+        "extra_fields": ("gold",),
+    }
+    declared = {f.name for f in dataclasses.fields(InputSpec)} - {"path"}
+    assert declared == set(values)  # a new field must be added to the test and to __init__
+    spec = InputSpec(str(tmp_path / "p.csv"), **values)  # type: ignore[arg-type]
+    assert {name: getattr(spec, name) for name in declared} == values
+    assert dataclasses.replace(spec, system=None).system is None

@@ -70,13 +70,16 @@ class InputSpec:
         prompt_field: str | None = None,
         id_field: str | None = None,
         system: str | None = None,
+        extra_fields: tuple[str, ...] = (),
     ) -> None:
-        # A str path is what a user types first: InputSpec("prompts.csv").
+        # A str path is what a user types first: InputSpec("prompts.csv"). Every field must be
+        # set here (this class writes its own __init__ to accept str paths).
         object.__setattr__(self, "path", Path(path))
         object.__setattr__(self, "format", format)
         object.__setattr__(self, "prompt_field", prompt_field)
         object.__setattr__(self, "id_field", id_field)
         object.__setattr__(self, "system", system)
+        object.__setattr__(self, "extra_fields", tuple(extra_fields))
 
     @property
     def resolved_format(self) -> Literal["jsonl", "csv", "parquet"]:
