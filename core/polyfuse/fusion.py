@@ -346,6 +346,8 @@ class Fusion:
     ) -> Aggregate:
         try:
             return await self.aggregator.aggregate(ctx)
+        except InvalidRequestError:
+            raise  # a misconfigured aggregator (e.g. a scorer URL that answers 404): no fallback
         except PolyfuseError as exc:
             partial = exc.record if isinstance(exc, AggregationError) else None
             if not self.policy.fallback_on_aggregator_error:

@@ -294,8 +294,25 @@ class ChatRequest(BaseModel):
             ]
             sampling = SamplingParams.model_validate(merged)
         except ValidationError as exc:
-            raise InvalidRequestError(describe_validation_error(exc, hints=_HINTS)) from None
+            message = describe_validation_error(exc, hints=_HINTS)
+            raise InvalidRequestError(message + _extra_body_example(exc, merged)) from None
         return cls.model_construct(messages=parsed, params=sampling)
+
+
+def _extra_body_example(exc: ValidationError, given: Mapping[str, Any]) -> str:
+    """The working form of unknown (vendor) sampling fields, e.g. for ``top_k``."""
+    unknown = {
+        str(err["loc"][0]): given.get(str(err["loc"][0]))
+        for err in exc.errors()
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1
+    }
+    if not unknown:
+        return ""
+    example = ", ".join(f"{name!r}: {value!r}" for name, value in unknown.items())
+    return (
+        f" (write extra_body={{{example}}}; in ChatFusion: "
+        f"model_kwargs={{'extra_body': {{{example}}}}})"
+    )
 
 
 def _parse_message(raw: Any, index: int) -> Message:

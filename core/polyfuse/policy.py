@@ -20,7 +20,9 @@ class QuorumPolicy(BaseModel):
         min_candidates: the fewest successful candidates worth aggregating (default 1).
         fallback_on_aggregator_error: when the aggregator fails, answer with the best surviving
             candidate and record why (default) instead of raising
-            :class:`~polyfuse.errors.AggregationError`.
+            :class:`~polyfuse.errors.AggregationError`. A misconfigured aggregator
+            (:class:`~polyfuse.errors.InvalidRequestError`, e.g. a reward model URL that
+            answers 404) is always raised.
         stream_candidates: sample candidates with streaming requests, which records each
             candidate's time to first token at a small CPU cost per token.
     """

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from ..backends.base import Backend
-from ..errors import PolyfuseError
+from ..errors import APIStatusError, InvalidRequestError, PolyfuseError
 from ..messages import ChatRequest, SamplingParams
 from ..prompts import PromptTemplate, load_prompt
 from ..results import CallRecord, Candidate, ErrorInfo
@@ -142,6 +142,25 @@ def _default_parse(data: Any) -> Sequence[float]:
     return [float(x) for x in data]
 
 
+_TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+
+
+def _raise_if_misconfigured(url: str, exc: Exception) -> None:
+    """A 4xx that no retry fixes (wrong URL, key or payload) is the caller's error, not a
+    candidate's: raise it, so Best-of-N cannot quietly return candidate #0 instead."""
+    if isinstance(exc, InvalidRequestError):
+        raise exc
+    if (
+        isinstance(exc, APIStatusError)
+        and 400 <= exc.status_code < 500
+        and exc.status_code not in _TRANSIENT_4XX
+    ):
+        raise InvalidRequestError(
+            f"the reward model at {url} answered HTTP {exc.status_code} ({exc.server_message}); "
+            "check RewardModelScorer's url, api_key and payload (build_payload)"
+        ) from exc
+
+
 class RewardModelScorer:
     """A reward model behind HTTP.
 
@@ -150,7 +169,10 @@ class RewardModelScorer:
     ``parse_scores`` to speak another server's dialect. Calls go through polyfuse's transport
     with its retry policy (429/5xx/connection failures retried ``max_retries`` times with
     backoff); a failure is recorded on the call (its ``error``), and the candidates get no
-    score.
+    score: Best-of-N then fails and the fusion falls back to the best surviving candidate,
+    with the reason in ``fallback_reason`` (unless the policy forbids fallbacks). An answer
+    such as 404, 401 or 422 means the scorer itself is misconfigured: it raises
+    :class:`~polyfuse.errors.InvalidRequestError`, never a silent fallback.
 
     Args:
         url: where to POST.
@@ -210,6 +232,7 @@ class RewardModelScorer:
                 raise ValueError(f"got {len(scores)} scores for {len(candidates)} candidates")
             values: list[float | None] = [float(s) for s in scores]
         except (PolyfuseError, ValueError, TypeError) as exc:
+            _raise_if_misconfigured(self.url, exc)
             call.error = ErrorInfo.from_exception(exc)
             call.retries = call.error.retries
             call.latency_s = time.perf_counter() - started

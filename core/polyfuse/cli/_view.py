@@ -30,6 +30,7 @@ from ..events import (
     FusionEvent,
 )
 from ..results import Candidate, FusionResult
+from ..usage import Usage
 
 __all__ = ["AskView", "summary_line"]
 
@@ -129,7 +130,17 @@ class AskView:
                 self.err.line()  # a non-terminal Live leaves its last line open
 
     def _table(self) -> Table:
-        table = Table(title=f"{self.size} candidates", title_justify="left", expand=True)
+        batched = any(
+            row.candidate is not None and row.candidate.ok and row.candidate.usage.calls == 0
+            for row in self.rows.values()
+        )
+        table = Table(
+            title=f"{self.size} candidates",
+            title_justify="left",
+            expand=True,
+            caption=BATCHED_NOTE if batched else None,
+            caption_justify="left",
+        )
         table.add_column("#", justify="right", no_wrap=True, min_width=2)
         table.add_column("model", no_wrap=True, max_width=24, overflow="ellipsis")
         table.add_column("status", no_wrap=True, min_width=9)
@@ -148,11 +159,11 @@ class AskView:
             return Spinner("dots", text="sampling", style="cyan"), "", "", ""
         latency = f"{candidate.latency_s:.1f}s" if candidate.latency_s is not None else ""
         if candidate.ok:
-            tokens = candidate.usage.completion_tokens
+            tokens = _tokens_cell(candidate.usage)
             preview = " ".join(candidate.text.split())[:_PREVIEW_CHARS]
             if not preview and candidate.tool_calls:
                 preview = ", ".join(call.function.name for call in candidate.tool_calls) + "()"
-            return Text("done", style="green"), latency, str(tokens or ""), preview
+            return Text("done", style="green"), latency, tokens, preview
         reason = candidate.error.message if candidate.error else candidate.status
         style = "yellow" if candidate.status == "cancelled" else "red"
         return Text(candidate.status, style=style), latency, "", " ".join(reason.split())
@@ -174,6 +185,23 @@ class AskView:
                     title_align="left",
                 )
             )
+
+
+BATCHED_NOTE = (
+    "batched: one request with n > 1 answered these candidates; "
+    "its tokens are counted on the first of them"
+)
+"""Caption under the table when a server honoured ``n`` (its usage covers the whole batch)."""
+
+
+def _tokens_cell(usage: Usage) -> str:
+    """Completion tokens; ``batched`` for the later choices of one ``n > 1`` request (their
+    tokens are in the first choice's usage); ``n/a`` when the server reported no usage."""
+    if usage.calls == 0:
+        return "batched"
+    if usage.calls_without_usage:
+        return "n/a"
+    return str(usage.completion_tokens)
 
 
 def summary_line(result: FusionResult) -> str:

@@ -130,6 +130,7 @@ def ask_command(
         bool,
         typer.Option(
             "--adaptive",
+            metavar="",
             help="Sample in rounds and stop once the answers are settled (up to n; see "
             "docs/adaptive.md).",
         ),
@@ -150,10 +151,13 @@ def ask_command(
         ),
     ] = None,
     show_candidates: Annotated[
-        bool, typer.Option("--show-candidates", help="Print every candidate before the answer.")
+        bool,
+        typer.Option(
+            "--show-candidates", help="Print every candidate before the answer.", metavar=""
+        ),
     ] = False,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print only the full FusionResult as JSON.")
+        bool, typer.Option("--json", help="Print only the full FusionResult as JSON.", metavar="")
     ] = False,
 ) -> None:
     """Ask a question: sample N answers and fuse them into one (offline by default)."""
@@ -200,7 +204,9 @@ def read_question(argument: str | None) -> str:
 
 async def _run(plan: AskPlan, question: str, *, show_candidates: bool, json_output: bool) -> None:
     err = err_console()
-    for name in plan.local_models:  # download on first use, with progress on stderr
+    # Download on first use, progress always on: off a terminal it is plain stderr lines, so a
+    # piped first run that downloads a model for a minute is not silent.
+    for name in plan.local_models:
         await asyncio.to_thread(model_gguf, name, show_progress=True)
     registry = PresetRegistry(plan.config)
     uses_local = any(spec.local for spec in plan.config.endpoints.values())

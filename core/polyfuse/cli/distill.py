@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,10 +25,20 @@ from ..errors import InvalidRequestError, PolyfuseError
 from ..presets import STRATEGIES
 from ._output import print_error
 
-__all__ = ["EXIT_ROWS_FAILED", "distill_command", "register"]
+__all__ = ["EXIT_ROWS_FAILED", "distill_command", "outstanding", "register"]
 
 EXIT_ROWS_FAILED = 3
-"""Exit status when the run finished but some rows went to the errors file."""
+"""Exit status when the run finished but some rows have no record: they failed in this run,
+or failed in an earlier one and were not retried (``--retry-errors``)."""
+
+
+def _did_you_mean(value: str, allowed: Iterable[str]) -> str:
+    """``"; did you mean 'best-of-n'?"`` for a near miss (difflib), else ``""``."""
+    options = list(allowed)
+    by_key = {option.replace("-", "").replace("_", "").lower(): option for option in options}
+    key = value.replace("-", "").replace("_", "").lower()
+    close = [by_key[key]] if key in by_key else difflib.get_close_matches(value, options, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _strategies(text: str | None) -> tuple[Strategy, ...]:
@@ -35,7 +47,9 @@ def _strategies(text: str | None) -> tuple[Strategy, ...]:
     names = [part.strip() for part in text.split(",") if part.strip()]
     for name in names:
         if name not in STRATEGIES:
-            raise typer.BadParameter(f"{name!r} is not one of {', '.join(STRATEGIES)}")
+            raise typer.BadParameter(
+                f"{name!r} is not one of {', '.join(STRATEGIES)}{_did_you_mean(name, STRATEGIES)}"
+            )
     return tuple(names)  # type: ignore[return-value]
 
 
@@ -94,7 +108,21 @@ def _prices(entries: list[str], path: Path | None) -> PriceTable | None:
     return table if table else None
 
 
-def _print_summary(console: Console, summary: DistillSummary) -> None:
+def _cost(summary: DistillSummary, priced: bool) -> str:
+    """The cost line: ``unknown`` rather than a made-up ``$0`` when nothing had a price."""
+    if not priced:
+        return "unknown (no prices: --price NAME=INPUT/OUTPUT or --prices FILE)"
+    return f"${summary.stats.cost_usd:.4f} (priced teachers only)"
+
+
+def outstanding(summary: DistillSummary) -> int:
+    """Rows that have no record: failed in this run, or failed before and not retried."""
+    return summary.stats.failed + summary.skipped_failed
+
+
+def _print_summary(
+    console: Console, summary: DistillSummary, *, priced: bool, list_problems: bool
+) -> None:
     stats = summary.stats
     rows: list[tuple[str, str]] = [("records written", f"{stats.written} → {summary.output}")]
     if stats.failed:
@@ -105,15 +133,22 @@ def _print_summary(console: Console, summary: DistillSummary) -> None:
     if summary.duplicates:
         rows.append(("duplicate prompts", str(summary.duplicates)))
     if summary.problem_count:
-        rows.append(("bad input lines", str(summary.problem_count)))
+        where = "listed below" if list_problems else "listed above"
+        rows.append(("bad input lines", f"{summary.problem_count} ({where})"))
     rows.append(("tokens", f"{stats.tokens:,}"))
-    rows.append(("cost", f"${stats.cost_usd:.4f}"))
+    rows.append(("cost", _cost(summary, priced)))
     if stats.done:
         rows.append(("time", f"{stats.elapsed_s:.1f} s ({stats.rows_per_s:.2f} rows/s)"))
     width = max(len(label) for label, _ in rows)
     console.print("[bold]polyfuse distill[/]")
     for label, value in rows:
         console.print(f"  {label.ljust(width)}  {escape(value)}", soft_wrap=True, highlight=False)
+    if not list_problems:  # the live progress view printed them when the run started
+        return
+    for problem in summary.problems:
+        console.print(f"  bad input {escape(str(problem))}", soft_wrap=True, highlight=False)
+    if summary.problem_count > len(summary.problems):
+        console.print(f"  ... and {summary.problem_count - len(summary.problems)} more")
 
 
 def distill_command(
@@ -123,7 +158,8 @@ def distill_command(
         Path | None, typer.Option("--config", "-c", help="Presets TOML file.")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="Preset naming the teachers and the fusor.")
+        str | None,
+        typer.Option("--preset", "-p", help="Preset naming the teachers and the fusor."),
     ] = None,
     teacher: Annotated[
         list[str] | None,
@@ -157,7 +193,7 @@ def distill_command(
         str, typer.Option(help="Preference pairs: chosen = primary | best (candidate).")
     ] = "primary",
     score_primary: Annotated[
-        bool, typer.Option(help="Judge-score the primary (e.g. fused) answer too.")
+        bool, typer.Option(help="Judge-score the primary (e.g. fused) answer too.", metavar="")
     ] = False,
     prompt_field: Annotated[
         str | None, typer.Option(help="Field with the prompt (default: messages, prompt).")
@@ -169,7 +205,7 @@ def distill_command(
         Path | None, typer.Option(help="Errors file (default: OUTPUT.errors.jsonl).")
     ] = None,
     retry_errors: Annotated[
-        bool, typer.Option(help="Retry the rows that failed in earlier runs.")
+        bool, typer.Option(help="Retry the rows that failed in earlier runs.", metavar="")
     ] = False,
     price: Annotated[
         list[str] | None,
@@ -183,11 +219,11 @@ def distill_command(
         int | None, typer.Option(min=1, help="Override the rows kept in flight.")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=0, help="At most this many new rows.")] = None,
-    fsync: Annotated[bool, typer.Option(help="fsync every batch of lines.")] = True,
+    fsync: Annotated[bool, typer.Option(help="fsync every batch of lines.", metavar="")] = True,
     allow_mixed_config: Annotated[
-        bool, typer.Option(help="Append to an output made with another configuration.")
+        bool, typer.Option(help="Append to an output made with another configuration.", metavar="")
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show the live progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show the live progress bar.", metavar="")] = True,
 ) -> None:
     """Make training data from prompts: sample the teachers, fuse, write records with provenance.
 
@@ -202,7 +238,9 @@ def distill_command(
     }
     for flag, (value, allowed) in choices.items():
         if value not in allowed:
-            raise typer.BadParameter(f"--{flag} must be one of {', '.join(allowed)}")
+            raise typer.BadParameter(
+                f"--{flag} must be one of {', '.join(allowed)}{_did_you_mean(value, allowed)}"
+            )
     params = {
         k: v
         for k, v in {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}.items()
@@ -236,6 +274,7 @@ def distill_command(
             id_field=id_field,
             system=system,
         )
+        price_table = _prices(list(price or []), prices)
         summary = asyncio.run(
             adistill(
                 source,
@@ -244,8 +283,10 @@ def distill_command(
                 errors=errors,
                 retry_errors=retry_errors,
                 engine=engine,  # type: ignore[arg-type]
-                prices=_prices(list(price or []), prices),
-                progress=RichProgress(console) if progress else None,
+                prices=price_table,
+                progress=RichProgress(console, priced=price_table is not None)
+                if progress
+                else None,
                 max_rows_in_flight=max_rows_in_flight,
                 limit=limit,
                 fsync=fsync,
@@ -260,8 +301,9 @@ def distill_command(
     except PolyfuseError as exc:
         print_error(exc)
         raise typer.Exit(1) from None
-    _print_summary(console, summary)
-    if summary.stats.failed:
+    _print_summary(console, summary, priced=price_table is not None, list_problems=not progress)
+    if outstanding(summary):
+        # Also when every failure is from an earlier run: the output is still incomplete.
         raise typer.Exit(EXIT_ROWS_FAILED)
 
 

@@ -14,7 +14,6 @@ from ..backends.openai import OpenAIEndpoint
 from ..errors import InvalidRequestError
 from ..local import LocalModel
 from ..probe import ProbeReport, probe_endpoint
-from ._output import err_console
 
 __all__ = ["probe_command", "register", "render_report"]
 
@@ -51,7 +50,7 @@ def probe_command(
     n: Annotated[int, typer.Option("--n", help="Choices asked for in the n check.")] = 3,
     max_tokens: Annotated[int, typer.Option(help="Tokens per probe answer.")] = 8,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print only the report as JSON.")
+        bool, typer.Option("--json", help="Print only the report as JSON.", metavar="")
     ] = False,
 ) -> None:
     """Probe an OpenAI-compatible server and print the profile polyfuse should use for it."""
@@ -72,7 +71,7 @@ async def _probe(
     if url == _LOCAL:
         if model is not None:
             raise InvalidRequestError("'local' serves the embedded model; drop --model")
-        async with LocalModel(slots=max(n, 2), show_progress=err_console().is_terminal) as local:
+        async with LocalModel(slots=max(n, 2), show_progress=True) as local:
             return await probe_endpoint(local.endpoint(), n=n, max_tokens=max_tokens)
     if model is None:
         raise InvalidRequestError("--model NAME is required (the model the server serves)")

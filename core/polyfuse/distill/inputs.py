@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +41,12 @@ _SUFFIXES: dict[str, InputFormat] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class InputSpec:
     """Where the prompts are and how to read them.
 
     Args:
-        path: the prompts file.
+        path: the prompts file, as a ``str`` or any path-like (kept as a ``Path``).
         format: ``jsonl``, ``csv`` or ``parquet``; ``auto`` picks by the file's suffix.
         prompt_field: the field holding the prompt, as text or as a list of messages.
             ``None`` uses ``messages`` when a row has it, else ``prompt``.
@@ -61,6 +62,24 @@ class InputSpec:
     id_field: str | None = None
     system: str | None = None
     extra_fields: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        format: InputFormat = "auto",
+        prompt_field: str | None = None,
+        id_field: str | None = None,
+        system: str | None = None,
+        extra_fields: tuple[str, ...] = (),
+    ) -> None:
+        # A str path is what a user types first: InputSpec("prompts.csv"). Every field must be
+        # set here (this class writes its own __init__ to accept str paths).
+        object.__setattr__(self, "path", Path(path))
+        object.__setattr__(self, "format", format)
+        object.__setattr__(self, "prompt_field", prompt_field)
+        object.__setattr__(self, "id_field", id_field)
+        object.__setattr__(self, "system", system)
+        object.__setattr__(self, "extra_fields", tuple(extra_fields))
 
     @property
     def resolved_format(self) -> Literal["jsonl", "csv", "parquet"]:

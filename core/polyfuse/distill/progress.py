@@ -110,9 +110,13 @@ class RichProgress:
     Args:
         console: a ``rich.console.Console`` (default: stderr).
         description: the label left of the bar.
+        priced: whether prices were given; without them the cost column stays empty rather
+            than showing a made-up ``$0.0000``.
     """
 
-    def __init__(self, console: Any = None, description: str = "distill") -> None:
+    def __init__(
+        self, console: Any = None, description: str = "distill", *, priced: bool = True
+    ) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -124,12 +128,13 @@ class RichProgress:
             TextColumn("{task.fields[rate]} rows/s"),
             TextColumn("ETA {task.fields[eta]}"),
             TextColumn("{task.fields[tokens]} tok"),
-            TextColumn("${task.fields[cost]}"),
+            TextColumn("{task.fields[cost]}"),
             TextColumn("[red]{task.fields[failed]}"),
             console=self.console,
             transient=False,
         )
         self._description = description
+        self._priced = priced
         self._task: Any = None
 
     def _fields(self, stats: RunStats) -> dict[str, Any]:
@@ -137,7 +142,7 @@ class RichProgress:
             "rate": f"{stats.rows_per_s:.1f}",
             "eta": _clock(stats.eta_s),
             "tokens": f"{stats.tokens:,}",
-            "cost": f"{stats.cost_usd:.4f}",
+            "cost": f"${stats.cost_usd:.4f}" if self._priced else "cost unknown",
             "failed": f"{stats.failed} failed" if stats.failed else "",
         }
 

@@ -102,7 +102,14 @@ async def run_ray(
         return
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as exc:  # e.g. address="auto" with no cluster running
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DistillConfigError(
+                f"no Ray cluster at --ray-address {address!r} ({first}); start one with "
+                "`ray start --head`, or drop --ray-address to run a local Ray"
+            ) from None
     context = ray.data.DataContext.get_current()
     bars = context.enable_progress_bars
     context.enable_progress_bars = False  # the caller shows its own progress

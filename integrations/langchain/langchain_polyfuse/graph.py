@@ -57,6 +57,20 @@ ToolLike: TypeAlias = "dict[str, Any] | type | Callable[..., Any] | BaseTool"
 """What ``bind_tools`` accepts."""
 
 
+def _graph_state_keys(config: RunnableConfig) -> set[str] | None:
+    """The state keys (channels) of the graph running this node, or ``None`` outside one.
+
+    LangGraph hands each node a reader of its channels in ``config["configurable"]``
+    ("__pregel_read", a ``functools.partial`` over the channels); a key it does not know
+    raises ``KeyError`` there. Anything unexpected means "cannot tell", never an error.
+    """
+    read = config.get("configurable", {}).get("__pregel_read")
+    channels = read.args[1] if isinstance(read, partial) and len(read.args) > 1 else None
+    if not isinstance(channels, Mapping):
+        return None
+    return {str(k) for k in channels if not str(k).startswith(("__", "branch:", "start:", "join:"))}
+
+
 def add_records(
     left: list[dict[str, Any]] | None, right: dict[str, Any] | list[dict[str, Any]] | None
 ) -> list[dict[str, Any]]:
@@ -238,6 +252,30 @@ class FusionNode(Runnable[Any, dict[str, Any]]):
             messages.insert(0, self.system_prompt)
         return messages
 
+    def _check_state_keys(self, state: Any, config: RunnableConfig) -> None:
+        """Refuse, before any token is spent, to write to keys the graph's state lacks:
+        LangGraph silently drops such writes, so the answer or the record would vanish."""
+        if not isinstance(state, Mapping):  # a pydantic state: its fields are the schema
+            fields = getattr(type(state), "model_fields", None)
+            known: Any = set(fields) if isinstance(fields, Mapping) else None
+        else:
+            known = _graph_state_keys(config)
+        if known is None:  # not inside a graph (called directly): nothing to check
+            return
+        for label, key in (("output_key", self.output_key), ("record_key", self.record_key)):
+            if key is not None and key not in known:
+                hint = (
+                    "Add e.g. `last_fusion: dict` to the state, or use FusionState with "
+                    "record_key='fusions'"
+                    if label == "record_key"
+                    else "Add it with the add_messages reducer, or set output_key="
+                )
+                raise InvalidRequestError(
+                    f"FusionNode {label}={key!r} is not a key of the graph's state "
+                    f"(keys: {', '.join(sorted(known))}); LangGraph would drop the write "
+                    f"silently. {hint}"
+                )
+
     def _progress(self, config: RunnableConfig) -> FusionProgress:
         node = config.get("metadata", {}).get("langgraph_node", self.name)
         return FusionProgress(_stream_writer(config), node=str(node))
@@ -257,6 +295,7 @@ class FusionNode(Runnable[Any, dict[str, Any]]):
         """Fuse an answer to the state's conversation; returns the state update."""
         config = ensure_config(config)
         messages = self._conversation(input)
+        self._check_state_keys(input, config)
         progress = self._progress(config)
         with listen_to_fusions(progress):
             message = self.model.invoke(messages, config, **kwargs)
@@ -268,6 +307,7 @@ class FusionNode(Runnable[Any, dict[str, Any]]):
         """Async :meth:`invoke`."""
         config = ensure_config(config)
         messages = self._conversation(input)
+        self._check_state_keys(input, config)
         progress = self._progress(config)
         with listen_to_fusions(progress):
             message = await self.model.ainvoke(messages, config, **kwargs)
