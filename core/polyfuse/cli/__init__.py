@@ -1,6 +1,6 @@
 """The ``polyfuse`` command line (typer + rich): ``polyfuse ask``, ``polyfuse probe``, ...
 
-Install it with ``pip install "polyfuse[cli]"`` (``polyfuse[local]`` adds the embedded model).
+Install it with ``pip install ".[cli]"`` (in a polyfuse checkout) (``polyfuse[local]`` adds the embedded model).
 The entry point :func:`main` checks for typer and rich before importing anything that needs
 them, so a core-only install gets a one-line hint instead of a traceback.
 """
@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if missing:
         sys.stderr.write(
             f"polyfuse: the command line needs {' and '.join(missing)}: "
-            "pip install 'polyfuse[cli]'\n"
+            "pip install '.[cli]' in a polyfuse checkout\n"
         )
         sys.exit(1)
     from .app import main as run_app

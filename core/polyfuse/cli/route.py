@@ -83,7 +83,7 @@ def require_routing_extra() -> None:
     missing = [m for m in ("numpy", "wordllama") if importlib.util.find_spec(m) is None]
     if missing:
         raise InvalidRequestError(
-            f"{' and '.join(missing)} not installed: pip install 'polyfuse[routing]'"
+            f"{' and '.join(missing)} not installed: pip install '.[routing]' in a polyfuse checkout"
         )
 
 

@@ -53,7 +53,7 @@ def serve_command(
     missing = [name for name in _SERVER_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise InvalidRequestError(
-            f"polyfuse serve needs {', '.join(missing)}: pip install 'polyfuse[server]'"
+            f"polyfuse serve needs {', '.join(missing)}: pip install '.[server]' in a polyfuse checkout"
         )
     from ..server import run_server
 

@@ -221,7 +221,7 @@ def _read_parquet(spec: InputSpec) -> Iterator[PromptRow | InputProblem]:
         import pyarrow.parquet as pq
     except ImportError:
         raise DistillInputError(
-            'reading Parquet needs pyarrow: pip install "polyfuse[ray]" (or pyarrow)'
+            'reading Parquet needs pyarrow: pip install ".[ray]" in a polyfuse checkout (or pyarrow)'
         ) from None
     try:
         parquet = pq.ParquetFile(spec.path)

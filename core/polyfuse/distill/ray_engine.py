@@ -8,7 +8,7 @@ per actor and processes each batch's rows concurrently with
 which alone writes them, with the same crash-safe sink as the asyncio engine. Each actor gets
 ``1/actors`` of every endpoint's ``max_concurrency``, so the limits hold cluster-wide.
 
-Needs ``pip install "polyfuse[ray]"``.
+Needs ``pip install ".[ray]"`` (in a polyfuse checkout).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ async def run_ray(
         import ray
     except ImportError:
         raise DistillConfigError(
-            'the ray engine needs Ray: pip install "polyfuse[ray]"; or use --engine asyncio'
+            'the ray engine needs Ray: pip install ".[ray]" in a polyfuse checkout; or use --engine asyncio'
         ) from None
     if actors < 1:
         raise DistillConfigError(f"ray_actors must be >= 1 (got {actors})")

@@ -5,7 +5,7 @@ The candidate pool is drawn once per prompt (or read from a recorded pool) and e
 Answers are graded (exact, number, MATH equivalence, choice, sandboxed code pass@1) or judged
 by an LLM (pairwise against a reference or head to head, both position orders, explicit ties;
 rubric scores), then reported with paired bootstrap CIs, cost next to quality, and a
-recommendation per task. Needs ``pip install "polyfuse[eval]"``.
+recommendation per task. Needs ``pip install ".[eval]"`` (in a polyfuse checkout).
 
 Example::
 

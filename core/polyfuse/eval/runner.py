@@ -284,7 +284,7 @@ async def aevaluate(
         params: sampling parameters over the preset's.
         limit / retry_errors: process at most ``limit`` new prompts / retry failed ones.
         engine / ray_actors / ray_address: generate in this process (``asyncio``) or on Ray
-            Data actors (``ray``, ``pip install "polyfuse[ray]"``), as ``polyfuse distill`` does.
+            Data actors (``ray``, ``pip install ".[ray]"`` (in a polyfuse checkout)), as ``polyfuse distill`` does.
         progress / on_judgment: told as prompts finish / as judgments are written.
         judge_candidates: rubric-score candidates of judged rows (routing-log scores).
         code_limits: sandbox limits for code graders.
@@ -294,7 +294,9 @@ async def aevaluate(
     """
     chosen = parse_strategies(strategies)
     if importlib.util.find_spec("matplotlib") is None:
-        raise EvalConfigError('the eval report needs matplotlib: pip install "polyfuse[eval]"')
+        raise EvalConfigError(
+            'the eval report needs matplotlib: pip install ".[eval]" in a polyfuse checkout'
+        )
     if baseline not in chosen and judge_mode in ("auto", "head-to-head"):
         baseline = chosen[0]
     out = Path(out_dir)

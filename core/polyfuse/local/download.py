@@ -50,7 +50,17 @@ PIP_TIMEOUT_S = 900.0
 _POLL_S = 0.25
 _PARTS = ".parts"
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-_BROKEN_MARKERS = ("is invalid", "IncompleteRead", "Connection broken", "ProtocolError")
+# pip < 25 reports a cut body as IncompleteRead/"Connection broken"; pip >= 25 retries and then
+# raises its incomplete-download error ("not enough bytes", hint "--resume-retries").
+_BROKEN_MARKERS = (
+    "is invalid",
+    "IncompleteRead",
+    "Connection broken",
+    "ProtocolError",
+    "incomplete-download",
+    "not enough bytes",
+    "resume-retries",
+)
 _SPACE_MARKERS = ("No space left on device", "[Errno 28]", "Disk quota exceeded", "[Errno 122]")
 
 
@@ -98,7 +108,7 @@ def _exclusive(
         from filelock import FileLock, Timeout
     except ImportError:
         raise LocalModelError(
-            "downloading a local model needs filelock: pip install 'polyfuse[local]'"
+            "downloading a local model needs filelock: pip install '.[local]' in a polyfuse checkout"
         ) from None
     lock = FileLock(str(path))
     try:

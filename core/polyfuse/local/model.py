@@ -311,7 +311,7 @@ class LocalModel:
                 "pick another port or use port=0 for a free one"
             )
         if kind == "import":
-            return f"xllamacpp failed to import ({detail}); pip install 'polyfuse[local]'"
+            return f"xllamacpp failed to import ({detail}); pip install '.[local]' in a polyfuse checkout"
         served = str(self.gguf) if self.spec is None else self.spec.title
         return (
             f"llama.cpp could not load {served} with "
@@ -369,7 +369,9 @@ def _require_xllamacpp() -> None:
     import importlib.util
 
     if importlib.util.find_spec("xllamacpp") is None:
-        raise LocalModelError("the embedded model needs xllamacpp: pip install 'polyfuse[local]'")
+        raise LocalModelError(
+            "the embedded model needs xllamacpp: pip install '.[local]' in a polyfuse checkout"
+        )
 
 
 def _check_free_port() -> None:

@@ -12,8 +12,9 @@ from importlib import resources
 
 __all__ = ["PROMPT_VERSION", "PromptTemplate", "load_prompt"]
 
-PROMPT_VERSION = "1"
-"""Bumped whenever a default prompt's wording changes (recorded in results)."""
+PROMPT_VERSION = "2"
+"""Bumped whenever a default prompt's wording or the rendering of the conversation changes
+(recorded in results). 2: every message rendered as one line with its text as a JSON string."""
 
 
 @dataclass(frozen=True)

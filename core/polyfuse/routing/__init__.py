@@ -1,6 +1,6 @@
 """Query-level fusion (FusionFactory): routing logs, and the routers learned from them.
 
-Needs ``pip install "polyfuse[routing]"`` (numpy, wordllama) for everything but the record
+Needs ``pip install ".[routing]"`` (in a polyfuse checkout) (numpy, wordllama) for everything but the record
 schema. See ``docs/routing.md``.
 """
 

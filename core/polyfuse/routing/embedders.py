@@ -84,7 +84,7 @@ def load_wordllama(config: str = "l2_supercat", dim: int = 256) -> Any:
         import wordllama
     except ImportError:
         raise InvalidRequestError(
-            "the default embedder needs wordllama: pip install 'polyfuse[routing]'"
+            "the default embedder needs wordllama: pip install '.[routing]' in a polyfuse checkout"
         ) from None
     package = Path(wordllama.__file__).parent
     try:

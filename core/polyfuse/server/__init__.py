@@ -7,7 +7,7 @@ Any OpenAI client, chat UI or agent framework gets fused answers by pointing its
     client = OpenAI(base_url="http://127.0.0.1:8090/v1", api_key="unused-or-your-key")
     client.chat.completions.create(model="fusion/fast", messages=[...], stream=True)
 
-Needs ``pip install "polyfuse[server]"``.
+Needs ``pip install ".[server]"`` (in a polyfuse checkout).
 """
 
 from __future__ import annotations
