@@ -48,12 +48,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._sampling import sample_pool
-from .aggregators.vote import Extractor, ExtractorName, MajorityVote
+from .aggregators.base import Aggregate
+from .aggregators.vote import Extractor, ExtractorName, MajorityVote, default_normalise
 from .events import CandidateFailed, CandidateFinished, CandidateStarted, FusionEvent
 from .messages import ChatRequest
 from .policy import QuorumPolicy
 from .pool import Pool, PoolMember
-from .results import Candidate, SamplingRecord, StopReason
+from .results import AggregationRecord, Candidate, SamplingRecord, StopReason
 from .usage import Usage
 
 __all__ = [
@@ -65,6 +66,8 @@ __all__ = [
     "majority_confidence",
     "majority_score",
     "beta_stop",
+    "consensus_shortcut",
+    "replay_adaptive",
     "sample_adaptive",
     "saved_usage",
     "stop_decision",
@@ -88,6 +91,8 @@ class AdaptiveSampling(BaseModel):
         step: samples added by each later round.
         confidence: the Beta criterion's threshold (answers with an extractor).
         agreement: the n-gram agreement threshold (open-ended text).
+        max_rounds: the most rounds (``None``: as many as N allows); each round waits for the
+            previous one, so this bounds the latency at the cost of stopping unsettled.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,16 +101,24 @@ class AdaptiveSampling(BaseModel):
     step: int = Field(default=1, ge=1)
     confidence: float = Field(default=0.8, gt=0.5, lt=1.0)
     agreement: float = Field(default=0.8, gt=0.0, le=1.0)
+    max_rounds: int | None = Field(default=None, ge=1)
 
 
 class AnswerReader:
     """Reads candidates' final answers with a vote extractor, or compares their text.
 
     ``extract=None`` means open-ended text: agreement is measured by :func:`text_agreement`.
+    ``normalise`` maps an extracted answer to its key (``None``: the extraction is the key,
+    for extractors that normalise already).
     """
 
-    def __init__(self, extract: ExtractorName | Extractor | None) -> None:
-        self.vote = None if extract is None else MajorityVote(extract)
+    def __init__(
+        self,
+        extract: ExtractorName | Extractor | None,
+        *,
+        normalise: Callable[[str], str] | None = default_normalise,
+    ) -> None:
+        self.vote = None if extract is None else MajorityVote(extract, normalise=normalise)
 
     @property
     def criterion(self) -> Literal["beta", "text"]:
@@ -301,6 +314,8 @@ async def sample_adaptive(
     slots = _slots(pool)
     record = SamplingRecord(criterion=reader.criterion, max_samples=len(slots))
     candidates: list[Candidate] = []
+    if not slots:
+        return candidates, record
     started = time.perf_counter()
     round_policy = policy.model_copy(update={"quorum": None})
     while len(candidates) < len(slots):
@@ -318,17 +333,53 @@ async def sample_adaptive(
         drawn = await sample_pool(sub_pool, sub_request, round_policy, _reindexed(on_event, offset))
         candidates.extend(_moved(c, offset) for c in drawn)
         record.rounds.append(len(round_slots))
-        remaining = len(slots) - len(candidates)
-        decision = stop_decision(candidates, reader, settings, remaining=remaining)
-        record.score = decision.score
-        record.detail = decision.detail
-        if decision.reason is not None:
-            record.stop_reason = decision.reason
+        if _round_done(record, candidates, reader, settings):
             break
-    else:
-        record.stop_reason = "exhausted"
     record.samples_used = len(candidates)
     return candidates, record
+
+
+def _round_done(
+    record: SamplingRecord,
+    candidates: Sequence[Candidate],
+    reader: AnswerReader,
+    settings: AdaptiveSampling,
+) -> bool:
+    """Apply the stopping criterion after a round; record why sampling stops (if it does)."""
+    remaining = record.max_samples - len(candidates)
+    decision = stop_decision(candidates, reader, settings, remaining=remaining)
+    record.score = decision.score
+    record.detail = decision.detail
+    if decision.reason is not None:
+        record.stop_reason = decision.reason
+    elif remaining <= 0:
+        record.stop_reason = "exhausted"
+    elif settings.max_rounds is not None and len(record.rounds) >= settings.max_rounds:
+        record.stop_reason = "max_rounds"
+        record.detail += f"; stopped after max_rounds={settings.max_rounds}"
+    else:
+        return False
+    return True
+
+
+def replay_adaptive(
+    candidates: Sequence[Candidate], reader: AnswerReader, settings: AdaptiveSampling
+) -> tuple[list[Candidate], SamplingRecord]:
+    """The samples adaptive sampling would have drawn, had ``candidates`` (all N of them, in
+    the order they are given) been its samples: the same rounds and the same stopping rule as
+    :func:`sample_adaptive`, without a call. ``polyfuse eval`` measures adaptive strategies
+    this way on a pool drawn (or recorded) once."""
+    record = SamplingRecord(criterion=reader.criterion, max_samples=len(candidates))
+    drawn: list[Candidate] = []
+    while len(drawn) < len(candidates):
+        size = settings.first if not drawn else settings.step
+        batch = candidates[len(drawn) : len(drawn) + size]
+        drawn.extend(batch)
+        record.rounds.append(len(batch))
+        if _round_done(record, drawn, reader, settings):
+            break
+    record.samples_used = len(drawn)
+    return drawn, record
 
 
 def consensus_of(
@@ -357,6 +408,34 @@ def consensus_of(
             f">= {similarity:g}"
         )
     return None
+
+
+def consensus_shortcut(
+    method: str,
+    usable: Sequence[Candidate],
+    reader: AnswerReader,
+    mode: ConsensusMode,
+    similarity: float,
+) -> Aggregate | None:
+    """The first agreeing candidate as ``method``'s answer, without its call, when the
+    candidates agree (see :func:`consensus_of`); ``None`` when the aggregator must run.
+
+    ``mode``: ``off`` never shortcuts, ``auto`` only where ``reader`` has an extractor, ``on``
+    also on near-identical text (word 3-gram agreement >= ``similarity``). Only the methods in
+    :data:`CONSENSUS_METHODS` are shortcut.
+    """
+    if mode == "off" or method not in CONSENSUS_METHODS:
+        return None
+    why = consensus_of(usable, reader, similarity=similarity if mode == "on" else None)
+    if why is None:
+        return None
+    first = min(usable, key=lambda c: c.index)
+    record = AggregationRecord(
+        method=method,
+        selected=first.index,
+        notes=[f"consensus shortcut: {why}; returned #{first.index} without the call"],
+    )
+    return Aggregate(message=first.message(), record=record)
 
 
 def saved_usage(

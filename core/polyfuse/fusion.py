@@ -14,11 +14,10 @@ from typing_extensions import Unpack
 from ._sampling import sample_pool
 from ._sync import iterate_sync, run_sync
 from .adaptive import (
-    CONSENSUS_METHODS,
     AdaptiveSampling,
     AnswerReader,
     ConsensusMode,
-    consensus_of,
+    consensus_shortcut,
     sample_adaptive,
     saved_usage,
 )
@@ -323,19 +322,13 @@ class Fusion:
 
     def _consensus(self, usable: list[Candidate]) -> Aggregate | None:
         """The first candidate, without the aggregator call, when the candidates agree."""
-        if self.consensus == "off" or self.aggregator.method not in CONSENSUS_METHODS:
-            return None
-        similarity = self.consensus_similarity if self.consensus == "on" else None
-        why = consensus_of(usable, self.reader, similarity=similarity)
-        if why is None:
-            return None
-        first = min(usable, key=lambda c: c.index)
-        record = AggregationRecord(
-            method=self.aggregator.method,
-            selected=first.index,
-            notes=[f"consensus shortcut: {why}; returned #{first.index} without the call"],
+        return consensus_shortcut(
+            self.aggregator.method,
+            usable,
+            self.reader,
+            self.consensus,
+            self.consensus_similarity,
         )
-        return Aggregate(message=first.message(), record=record)
 
     async def _aggregate(
         self,

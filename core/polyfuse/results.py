@@ -117,7 +117,7 @@ class AggregationRecord(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-StopReason = Literal["settled", "decided", "agreement", "exhausted", "deadline"]
+StopReason = Literal["settled", "decided", "agreement", "exhausted", "deadline", "max_rounds"]
 
 
 class SamplingRecord(BaseModel):
@@ -126,7 +126,8 @@ class SamplingRecord(BaseModel):
     ``rounds`` lists the samples requested in each round; ``stop_reason`` is ``settled`` (the
     majority answer's confidence reached the threshold), ``decided`` (the samples left could
     not overturn the majority), ``agreement`` (open-ended texts agreed
-    enough), ``exhausted`` (all N were drawn) or ``deadline``; ``score`` is the last confidence
+    enough), ``exhausted`` (all N were drawn), ``deadline`` or ``max_rounds`` (the most rounds
+    allowed were drawn); ``score`` is the last confidence
     (``beta``) or agreement (``text``) measured.
     """
 

@@ -38,6 +38,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import Self
 
 from ._validation import describe_validation_error, unknown_choice, unknown_names
 from .adaptive import AdaptiveSampling, ConsensusMode
@@ -174,6 +175,25 @@ class FusionOptions(BaseModel):
         return value
 
     # ------------------------------------------------------------------ derived
+
+    def overridden(self, changes: Mapping[str, Any]) -> Self:
+        """A validated copy with ``changes`` (e.g. from command-line flags) applied.
+
+        Nested settings (``adaptive``, ``hedge``, ``route``) merge field by field, so
+        ``{"adaptive": {"confidence": 0.9}}`` keeps the other adaptive settings of a preset, and
+        ``{"adaptive": {}}`` turns adaptive sampling on (with the defaults) or leaves it as set.
+        Raises :class:`InvalidRequestError` naming a bad field.
+        """
+        data = {name: getattr(self, name) for name in type(self).model_fields}
+        for name, value in changes.items():
+            current = data.get(name)
+            if isinstance(value, Mapping) and isinstance(current, BaseModel):
+                value = {**current.model_dump(exclude_unset=True), **value}
+            data[name] = value
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            raise InvalidRequestError.from_validation_error(exc, "fusion settings") from None
 
     def fusion_options(self) -> dict[str, Any]:
         """Just the :class:`FusionOptions` fields, by name (also on subclasses)."""

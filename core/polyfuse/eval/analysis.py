@@ -17,6 +17,7 @@ from .judges import combine_orders
 from .stats import Comparison, Estimate, FrontierPoint, bootstrap, frontier
 
 __all__ = [
+    "AdaptiveStats",
     "EvalAnalysis",
     "JudgeStats",
     "StrategyCost",
@@ -43,6 +44,52 @@ class StrategyCost:
     tokens_known: bool = True
 
 
+@dataclass(frozen=True)
+class AdaptiveStats:
+    """How an adaptive strategy sampled, over a task's prompts: the mean samples it used of the
+    pool's N, why sampling stopped, and how often the consensus shortcut skipped the
+    aggregator's call."""
+
+    prompts: int
+    samples: float
+    max_samples: float
+    stop_reasons: dict[str, int]
+    shortcuts: int
+
+    @property
+    def saved_share(self) -> float:
+        """The share of candidate calls not made, against drawing all N."""
+        return 1 - self.samples / self.max_samples if self.max_samples else 0.0
+
+
+def _adaptive_stats(entries: Sequence[Mapping[str, Any]]) -> AdaptiveStats | None:
+    sampled = [e for e in entries if isinstance(e.get("sampling"), Mapping)]
+    if not sampled:
+        return None
+    n = len(sampled)
+    reasons: dict[str, int] = defaultdict(int)
+    for e in sampled:
+        reasons[str(e["sampling"].get("stop_reason"))] += 1
+    return AdaptiveStats(
+        prompts=n,
+        samples=sum(int(e["sampling"].get("samples_used") or 0) for e in sampled) / n,
+        max_samples=sum(int(e["sampling"].get("max_samples") or 0) for e in sampled) / n,
+        stop_reasons=dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        shortcuts=sum(1 for e in sampled if e.get("consensus")),
+    )
+
+
+def _adaptive_by_strategy(
+    records: Sequence[Mapping[str, Any]], strategies: Sequence[str]
+) -> dict[str, AdaptiveStats]:
+    out: dict[str, AdaptiveStats] = {}
+    for s in strategies:
+        stats = _adaptive_stats([(r.get("strategies") or {}).get(s) or {} for r in records])
+        if stats is not None:
+            out[s] = stats
+    return out
+
+
 @dataclass
 class TaskResult:
     """One task's (and metric's) results."""
@@ -62,6 +109,7 @@ class TaskResult:
     languages: dict[str, dict[str, Estimate]]
     cost_unit: str = "tokens"
     recommendation: str = ""
+    adaptive: dict[str, AdaptiveStats] = field(default_factory=dict[str, AdaptiveStats])
 
     def spend(self, strategy: str) -> float:
         """Mean tokens per prompt, or calls when no token counts were recorded."""
@@ -398,6 +446,7 @@ def _task_result(
         languages=languages,
         cost_unit=unit,
     )
+    result.adaptive = _adaptive_by_strategy(records, shown)
     result.recommendation = _recommend(result)
     return result
 

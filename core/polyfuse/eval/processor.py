@@ -6,18 +6,35 @@ Strategies: ``single`` (the pool's first answer: what one call gives), ``vote`` 
 the answers as the row's grader reads them), ``best-of-n``, ``usc``, ``fuse`` and ``moa`` (the
 aggregators of :mod:`polyfuse.aggregators`). A strategy that fails is recorded as failed on that
 prompt (with the spend it had); the other strategies' results are kept.
+
+``adaptive-vote``, ``adaptive-fuse``, ``adaptive-usc`` and ``adaptive-best-of-n`` are those
+strategies with adaptive sampling and the consensus shortcut (:mod:`polyfuse.adaptive`): the
+samples adaptive sampling would have drawn are replayed from the same pool
+(:func:`~polyfuse.adaptive.replay_adaptive`; in pool order live, in a random order per prompt
+for recorded pools), the strategy runs over them, and its spend is theirs — so an adaptive
+strategy and its full-pool counterpart are compared on the same answers. The entry records the
+order, the rounds and why sampling stopped (``sampling``) and the consensus note (``consensus``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..adaptive import (
+    AdaptiveSampling,
+    AnswerReader,
+    ConsensusMode,
+    consensus_shortcut,
+    replay_adaptive,
+)
 from ..aggregators import Aggregate, AggregationContext, Aggregator, MajorityVote
+from ..aggregators.vote import ExtractorName
 from ..distill.inputs import PromptRow
 from ..distill.outcome import RowOutcome, encode_line
 from ..distill.pricing import PriceTable
@@ -28,13 +45,42 @@ from ..policy import QuorumPolicy
 from ..pool import Pool
 from ..results import CallRecord, Candidate, ErrorInfo
 from ..usage import Usage
-from .graders import answer_key
+from .graders import answer_key, grader_for
 from .rows import EvalRow
 
-__all__ = ["EVAL_STRATEGIES", "EvalProcessor", "EvalSetup", "recorded_candidates"]
+__all__ = [
+    "ADAPTIVE_PREFIX",
+    "ADAPTIVE_STRATEGIES",
+    "EVAL_STRATEGIES",
+    "EvalProcessor",
+    "EvalSetup",
+    "base_strategy",
+    "recorded_candidates",
+]
 
-EVAL_STRATEGIES: tuple[str, ...] = ("single", "best-of-n", "vote", "usc", "fuse", "moa")
+ADAPTIVE_PREFIX = "adaptive-"
+ADAPTIVE_STRATEGIES: tuple[str, ...] = (
+    "adaptive-vote",
+    "adaptive-fuse",
+    "adaptive-usc",
+    "adaptive-best-of-n",
+)
+"""Strategies measured with adaptive sampling and the consensus shortcut (see the module doc)."""
+EVAL_STRATEGIES: tuple[str, ...] = (
+    "single",
+    "best-of-n",
+    "vote",
+    "usc",
+    "fuse",
+    "moa",
+    *ADAPTIVE_STRATEGIES,
+)
 """Every strategy ``polyfuse eval`` can compare."""
+
+
+def base_strategy(name: str) -> str:
+    """The strategy an adaptive one runs over its samples (``adaptive-fuse`` → ``fuse``)."""
+    return name.removeprefix(ADAPTIVE_PREFIX)
 
 
 @dataclass
@@ -53,6 +99,12 @@ class EvalSetup:
         grader: a grader name that overrides the rows' (decides the vote's answer keys).
         context_pool: the pool aggregators see when candidates are replayed (only MoA samples
             from it, so MoA is not replayable; the others only need a pool object).
+        adaptive: the stopping rule of the adaptive strategies.
+        answer_extract: how the adaptive strategies read an answer (``None``: the row's
+            grader's reading where the row is verifiable, else open-ended text agreement).
+        consensus / consensus_similarity: the consensus shortcut of the adaptive strategies.
+        shuffle_seed: draw the adaptive strategies' samples in a random order per prompt
+            (seeded by this and the prompt; recorded pools), or ``None``: in pool order.
     """
 
     strategies: tuple[str, ...]
@@ -64,6 +116,11 @@ class EvalSetup:
     prices: PriceTable = field(default_factory=lambda: PriceTable({}))
     grader: str | None = None
     context_pool: Pool | None = None
+    adaptive: AdaptiveSampling = field(default_factory=AdaptiveSampling)
+    answer_extract: ExtractorName | None = None
+    consensus: ConsensusMode = "auto"
+    consensus_similarity: float = 0.9
+    shuffle_seed: int | None = None
 
 
 def recorded_candidates(raw: Sequence[Mapping[str, Any]]) -> list[Candidate]:
@@ -109,6 +166,68 @@ def _call_usage(call: CallRecord) -> Usage:
     return call.usage if call.error is None else Usage(calls=1, calls_without_usage=1)
 
 
+def _batches(pool: Sequence[Candidate]) -> dict[int, tuple[int, int]]:
+    """Candidate index → (its request's first index, how many candidates that request made).
+
+    A request with ``n`` carries its usage on its first choice and an empty usage on the others
+    (see :class:`~polyfuse.backends.Completion`): those follow it, from the same backend."""
+    out: dict[int, tuple[int, int]] = {}
+    lead: Candidate | None = None
+    members: list[int] = []
+
+    def close() -> None:
+        if lead is not None:
+            for index in members:
+                out[index] = (lead.index, len(members))
+
+    for c in sorted(pool, key=lambda c: c.index):
+        if lead is not None and c.backend == lead.backend and c.usage.calls == 0:
+            members.append(c.index)
+            continue
+        close()
+        lead, members = c, [c.index]
+    close()
+    return out
+
+
+def _as_drawn(
+    drawn: Sequence[Candidate], rounds: Sequence[int], pool: Sequence[Candidate]
+) -> list[Candidate]:
+    """The drawn samples with the usage they would have cost drawn in these ``rounds``.
+
+    Samples that had a request each keep their usage. Samples that shared a request with ``n``
+    are re-costed as one request per round: its prompt tokens once, and the request's mean
+    completion tokens per sample — an estimate, as a server reports one usage per request."""
+    batches = _batches(pool)
+    by_index = {c.index: c for c in pool}
+    out: list[Candidate] = []
+    start = 0
+    for size in rounds:
+        chunk = drawn[start : start + size]
+        start += size
+        charged: set[int] = set()
+        for c in chunk:
+            lead, members = batches.get(c.index, (c.index, 1))
+            if members == 1:
+                out.append(c)
+                continue
+            usage = Usage()
+            if lead not in charged:
+                charged.add(lead)
+                spent = by_index[lead].usage
+                taken = sum(1 for d in chunk if batches.get(d.index, (d.index, 1))[0] == lead)
+                completion = round(spent.completion_tokens * taken / members)
+                usage = Usage.model_construct(
+                    prompt_tokens=spent.prompt_tokens,
+                    completion_tokens=completion,
+                    total_tokens=spent.prompt_tokens + completion,
+                    calls=1,
+                    calls_without_usage=spent.calls_without_usage,
+                )
+            out.append(c.model_copy(update={"usage": usage}))
+    return out
+
+
 class EvalProcessor:
     """Makes the generation record of each row (both distill engines call :meth:`process`)."""
 
@@ -139,7 +258,12 @@ class EvalProcessor:
             exc = PolyfuseError(f"no usable candidate ({problems or 'the pool is empty'})")
             return self._failure(row, "sampling", exc, candidates, started)
         results = await asyncio.gather(
-            *(self._strategy(name, request, eval_row, usable) for name in self.setup.strategies)
+            *(
+                self._adaptive(name, request, eval_row, candidates)
+                if name.startswith(ADAPTIVE_PREFIX)
+                else self._strategy(name, request, eval_row, usable)
+                for name in self.setup.strategies
+            )
         )
         record: dict[str, Any] = {
             "input_hash": row.input_hash,
@@ -189,10 +313,100 @@ class EvalProcessor:
 
         return MajorityVote(key, normalise=None)
 
-    async def _strategy(
-        self, name: str, request: ChatRequest, row: EvalRow, usable: list[Candidate]
+    def _reader(self, row: EvalRow) -> AnswerReader:
+        """How adaptive strategies read answers: the configured extractor, else the row's
+        grader (the way ``vote`` counts them), else open-ended text agreement."""
+        if self.setup.answer_extract is not None:
+            return AnswerReader(self.setup.answer_extract)
+        if grader_for(row, self.setup.grader) is None:
+            return AnswerReader(None)
+        grader = self.setup.grader
+
+        def key(candidate: Candidate) -> str | None:
+            return answer_key(candidate.text, row, grader)
+
+        return AnswerReader(key, normalise=None)
+
+    def _draw_order(self, row: EvalRow, candidates: Sequence[Candidate]) -> list[Candidate]:
+        if self.setup.shuffle_seed is None:
+            return list(candidates)
+        rng = random.Random(f"{self.setup.shuffle_seed}:{row.input_hash}")
+        return rng.sample(list(candidates), len(candidates))
+
+    async def _adaptive(
+        self, name: str, request: ChatRequest, row: EvalRow, candidates: list[Candidate]
     ) -> dict[str, Any]:
-        """Run one strategy over the pool; its answer plus what it spent (pool included)."""
+        """An adaptive strategy: the samples adaptive sampling would have drawn from this pool,
+        then the consensus shortcut or the strategy over them; spend and latency as if sampled
+        in rounds."""
+        base = base_strategy(name)
+        reader = self._reader(row)
+        drawn, sampling = replay_adaptive(
+            self._draw_order(row, candidates), reader, self.setup.adaptive
+        )
+        drawn = _as_drawn(drawn, sampling.rounds, candidates)
+        usable = [c for c in drawn if c.ok and (c.content or c.tool_calls)]
+        shortcut = (
+            consensus_shortcut(
+                self._method(base),
+                usable,
+                reader,
+                self.setup.consensus,
+                self.setup.consensus_similarity,
+            )
+            if usable
+            else None
+        )
+        if shortcut is not None:
+            entry = self._entry(
+                shortcut.message.content,
+                shortcut.record.selected,
+                usable,
+                [],
+                self._rounds_latency(drawn, sampling.rounds),
+            )
+        else:
+            entry = await self._strategy(
+                base, request, row, usable, latency=self._rounds_latency(drawn, sampling.rounds)
+            )
+        entry["sampling"] = {**sampling.model_dump(), "order": [c.index for c in drawn]}
+        entry["consensus"] = shortcut.record.notes[0] if shortcut is not None else None
+        return entry
+
+    @staticmethod
+    def _method(strategy: str) -> str:
+        return strategy.replace("-", "_")
+
+    @staticmethod
+    def _rounds_latency(drawn: Sequence[Candidate], rounds: Sequence[int]) -> float | None:
+        """The samples' wall time had they been drawn in these rounds: each round waits for
+        its slowest sample (``None`` when no latency was recorded)."""
+        total: float | None = None
+        start = 0
+        for size in rounds:
+            known = [c.latency_s for c in drawn[start : start + size] if c.latency_s is not None]
+            if known:
+                total = (total or 0.0) + max(known)
+            start += size
+        return total
+
+    async def _strategy(
+        self,
+        name: str,
+        request: ChatRequest,
+        row: EvalRow,
+        usable: list[Candidate],
+        *,
+        latency: float | None = None,
+    ) -> dict[str, Any]:
+        """Run one strategy over the pool; its answer plus what it spent (pool included).
+
+        ``latency``: the pool's wall time, when it is not that of its slowest candidate."""
+        pool_latency = self._pool_latency(usable) if latency is None else latency
+        if not usable:
+            entry = self._entry(None, None, usable, [], pool_latency)
+            entry["error"] = "no usable candidate"
+            return entry
         if name == "single":
             first = usable[0]
             return self._entry(first.content, first.index, [first], [], first.latency_s)
@@ -218,11 +432,10 @@ class EvalProcessor:
             partial = exc.record if isinstance(exc, AggregationError) else None
             if partial is not None:
                 calls.extend(partial.calls)
-            entry = self._entry(None, None, usable, calls, self._pool_latency(usable))
+            entry = self._entry(None, None, usable, calls, pool_latency)
             entry["error"] = ErrorInfo.from_exception(exc).message
             return entry
         calls.extend(aggregate.record.calls)
-        pool_latency = self._pool_latency(usable)
         spent = time.perf_counter() - started
         # A vote over recorded answers takes no time worth reporting: unknown stays unknown.
         latency = None if pool_latency is None and name == "vote" else (pool_latency or 0.0) + spent

@@ -144,6 +144,38 @@ def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _adaptive_rows(result: TaskResult) -> list[list[str]]:
+    """Per adaptive strategy: samples used of N, calls saved, why sampling stopped, shortcuts,
+    and its quality against the same strategy over the full pool (paired, same prompts)."""
+    rows: list[list[str]] = []
+    for name, stats in result.adaptive.items():
+        full = name.removeprefix("adaptive-")
+        diff = result.comparison(name, full) if full in result.estimates else None
+        rows.append(
+            [
+                name,
+                f"{stats.samples:.2f} of {stats.max_samples:.2f}",
+                f"{100 * stats.saved_share:.1f}%",
+                ", ".join(f"{k} {v}" for k, v in stats.stop_reasons.items()),
+                str(stats.shortcuts),
+                "–" if diff is None else f"{full}: {(round(100 * diff.diff.mean, 1) or 0.0):+.1f}",
+                "–" if diff is None else f"{points(diff.diff.low)} – {points(diff.diff.high)}",
+            ]
+        )
+    return rows
+
+
+_ADAPTIVE_HEAD = [
+    "strategy",
+    "samples used",
+    "fewer candidate calls",
+    "stopped because",
+    "consensus shortcuts",
+    "Δ quality vs full pool (pts)",
+    "95% CI",
+]
+
+
 def _model_rows(result: TaskResult) -> list[list[str]]:
     return [
         [model, _pct(est), _ci(est), str(est.n)]
@@ -251,6 +283,9 @@ def render_html(analysis: EvalAnalysis, context: ReportContext) -> str:
         parts.append(_html_table(_STRATEGY_HEAD, _strategy_rows(result)))
         for svg in _plots(result):
             parts.append(f"<img alt='plot' src='{svg_data_uri(svg)}'>")
+        if result.adaptive:
+            parts.append("<h3>Adaptive sampling (replayed over the same pool)</h3>")
+            parts.append(_html_table(_ADAPTIVE_HEAD, _adaptive_rows(result)))
         if result.comparisons:
             parts.append("<h3>Differences (same prompts, same pool)</h3>")
             parts.append(_html_table(_COMPARISON_HEAD, _comparison_rows(result)))
@@ -297,6 +332,8 @@ def render_markdown(analysis: EvalAnalysis, context: ReportContext) -> str:
     for result in analysis.tasks:
         lines += [f"## {result.task} — {result.metric} ({result.prompts} prompts)", ""]
         lines += [_md_table(_STRATEGY_HEAD, _strategy_rows(result)), ""]
+        if result.adaptive:
+            lines += [_md_table(_ADAPTIVE_HEAD, _adaptive_rows(result)), ""]
         if result.comparisons:
             lines += [_md_table(_COMPARISON_HEAD, _comparison_rows(result)), ""]
         if result.models:

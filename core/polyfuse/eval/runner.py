@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._sync import run_sync
+from ..adaptive import AdaptiveSampling
 from ..backends import Backend
 from ..distill.inputs import InputSpec
 from ..distill.panel import Admission, Panel
@@ -37,6 +38,7 @@ from ..distill.pricing import PriceTable
 from ..distill.progress import ProgressListener
 from ..distill.spec import DistillSpec
 from ..presets import PresetsConfig, load_config
+from ..spec import FusionOptions
 from .analysis import EvalAnalysis, analyse, read_generations
 from .datasets import load_dataset, write_eval_file
 from .errors import EvalConfigError, EvalDataError
@@ -44,7 +46,7 @@ from .generate import GenerationRun, RayOptions, generate
 from .judges import PairwiseJudge, RubricJudge
 from .judging import JudgeMode, JudgingPlan, judge_records, read_judgments
 from .pools import PoolEntry, read_pools, read_zeroeval, select_panel, write_pools
-from .processor import EVAL_STRATEGIES, EvalProcessor
+from .processor import ADAPTIVE_STRATEGIES, EVAL_STRATEGIES, EvalProcessor, base_strategy
 from .report import ReportContext, render_html, render_markdown
 from .routing_log import write_eval_routing_log
 from .rows import ROW_FIELDS
@@ -126,6 +128,18 @@ def _fingerprint(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _adaptive_fingerprint(options: FusionOptions, order_seed: int) -> dict[str, Any]:
+    """What shapes the adaptive strategies' records (only when some are evaluated, so that
+    evals without them resume as before)."""
+    settings = options.adaptive or AdaptiveSampling()
+    return {
+        "adaptive": settings.model_dump(),
+        "answer_extract": options.answer_extract,
+        "consensus": [options.consensus, options.consensus_similarity],
+        "order_seed": order_seed,
+    }
+
+
 def _config(config: str | Path | PresetsConfig | Mapping[str, Any] | None) -> PresetsConfig | None:
     if config is None or isinstance(config, PresetsConfig):
         return config
@@ -205,6 +219,9 @@ def _summary_json(result: EvalAnalysis, sweep: list[PanelResult] | None) -> dict
                 "failed": t.failed,
                 "no_verdict": t.unscored,
                 "models": {m: estimate(e) for m, e in t.models.items()},
+                "adaptive": {
+                    s: {**asdict(a), "saved_share": a.saved_share} for s, a in t.adaptive.items()
+                },
                 "recommendation": t.recommendation,
             }
         )
@@ -259,6 +276,8 @@ async def aevaluate(
     fsync: bool = True,
     title: str | None = None,
     command: str | None = None,
+    fusion: Mapping[str, Any] | None = None,
+    order_seed: int = 0,
 ) -> EvalResult:
     """Evaluate strategies on a data set (live) or on recorded pools (``replay``).
 
@@ -291,6 +310,14 @@ async def aevaluate(
         resamples: bootstrap resamples.
         fsync: fsync each batch (turn off only for throwaway runs).
         title / command: shown in the report.
+        fusion: :class:`~polyfuse.FusionOptions` fields over the preset's (what the command
+            line's ``--adaptive-*``, ``--hedge-*``, ``--answer-extract`` and ``--consensus``
+            set), e.g. ``{"adaptive": {"confidence": 0.9}}``; nested settings merge field by
+            field. The adaptive strategies (``adaptive-vote``, ``adaptive-fuse``, ...) use its
+            ``adaptive``, ``answer_extract`` and ``consensus`` settings; live sampling always
+            draws the full pool, so that every strategy is measured on the same answers.
+        order_seed: replays draw the adaptive strategies' samples in a random order per prompt
+            seeded by this.
     """
     chosen = parse_strategies(strategies)
     if importlib.util.find_spec("matplotlib") is None:
@@ -308,7 +335,21 @@ async def aevaluate(
         source, out, chosen, replay, pools_format, panel, dataset, prompt_field
     )
     presets = _config(config)
+    options = FusionOptions()
+    if presets is not None and preset is not None and preset in presets.presets:
+        tuned = presets.presets[preset].overridden(fusion or {})
+        presets = load_config(
+            {
+                "endpoints": presets.endpoints,
+                "presets": {**presets.presets, preset: tuned},
+                "server": presets.server,
+            }
+        )
+        options = tuned
+    elif fusion:
+        options = options.overridden(fusion)
     model_strategies = [s for s in chosen if s not in MODEL_FREE]
+    adaptive_chosen = any(s in ADAPTIVE_STRATEGIES for s in chosen)
     if presets is None and (not replay or model_strategies):
         raise EvalConfigError(
             "a live eval and the strategies "
@@ -325,7 +366,9 @@ async def aevaluate(
             presets=presets,
             preset=preset,
             judge=judge,
-            aggregations=tuple(model_strategies),  # type: ignore[arg-type]
+            aggregations=tuple(  # type: ignore[arg-type]
+                dict.fromkeys(base_strategy(s) for s in model_strategies)
+            ),
             params=dict(params or {}),
         )
     fingerprint = _fingerprint(
@@ -335,6 +378,7 @@ async def aevaluate(
             "grader": grader,
             "replay": replay,
             "panel": list(panel or []),
+            **(_adaptive_fingerprint(options, order_seed) if adaptive_chosen else {}),
         }
     )
     plan = EvalPlan(
@@ -344,6 +388,8 @@ async def aevaluate(
         replay=replay,
         grader=grader,
         prices=prices,
+        options=options,
+        shuffle_seed=order_seed if replay else None,
     )
     if engine not in ("asyncio", "ray"):
         raise EvalConfigError(f"engine must be 'asyncio' or 'ray' (got {engine!r})")

@@ -4,18 +4,20 @@ from it (:func:`build_setup`) — in the driver, or once per Ray actor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ..adaptive import AdaptiveSampling
 from ..distill.panel import Panel
 from ..distill.pricing import PriceTable
 from ..distill.spec import METHOD_OF, DistillSpec
 from ..messages import SamplingParams
 from ..policy import QuorumPolicy
-from .processor import EvalSetup
+from ..spec import FusionOptions
+from .processor import EvalSetup, base_strategy
 
 __all__ = ["MODEL_FREE", "EvalPlan", "build_setup"]
 
-MODEL_FREE: tuple[str, ...] = ("single", "vote")
+MODEL_FREE: tuple[str, ...] = ("single", "vote", "adaptive-vote")
 """Strategies that need no model of their own."""
 
 
@@ -31,6 +33,11 @@ class EvalPlan:
         replay: rows carry recorded candidates; nothing is sampled.
         grader: a grader name overriding the rows'.
         prices: per-model prices.
+        options: the fusion settings of the adaptive strategies (``adaptive``,
+            ``answer_extract``, ``consensus``, ``consensus_similarity``): the preset's, with the
+            command line's on top.
+        shuffle_seed: the adaptive strategies draw recorded pools in a random order per prompt
+            seeded by this (replays); ``None``: in pool order.
     """
 
     strategies: tuple[str, ...]
@@ -39,11 +46,14 @@ class EvalPlan:
     replay: bool = False
     grader: str | None = None
     prices: PriceTable | None = None
+    options: FusionOptions = field(default_factory=FusionOptions)
+    shuffle_seed: int | None = None
 
     @property
     def model_strategies(self) -> list[str]:
-        """The strategies that call a model."""
-        return [s for s in self.strategies if s not in MODEL_FREE]
+        """The aggregators that call a model (an adaptive strategy's base, once)."""
+        bases = [base_strategy(s) for s in self.strategies if s not in MODEL_FREE]
+        return list(dict.fromkeys(bases))
 
 
 def build_setup(plan: EvalPlan, *, share: int = 1) -> tuple[EvalSetup, Panel | None]:
@@ -71,5 +81,10 @@ def build_setup(plan: EvalPlan, *, share: int = 1) -> tuple[EvalSetup, Panel | N
         ),
         prices=plan.prices or PriceTable({}),
         grader=plan.grader,
+        adaptive=plan.options.adaptive or AdaptiveSampling(),
+        answer_extract=plan.options.answer_extract,
+        consensus=plan.options.consensus,
+        consensus_similarity=plan.options.consensus_similarity,
+        shuffle_seed=plan.shuffle_seed,
     )
     return setup, panel
