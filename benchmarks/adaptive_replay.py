@@ -18,6 +18,15 @@ Run::
         --plot docs/adaptive_replay.png
 
 The data is read in place (never copied); the plot needs ``matplotlib`` (``polyfuse[eval]``).
+
+``--folds K`` validates the defaults out of sample: the questions are split into K random folds;
+for each fold, a setting of ``first`` and ``confidence`` is chosen on the other folds (the rule
+of :func:`tune`: the most calls saved on both panels with accuracy at most ``--tune-margin``
+points below the full vote on each) and reported on the held-out fold, with the shipped
+defaults next to it, and paired bootstrap 95% CIs over the held-out questions (``numpy``)::
+
+    python benchmarks/adaptive_replay.py \\
+        /work/shared/data/pools/zeroeval-gsm8k/gsm_responses_12models.jsonl.gz --folds 2
 """
 
 from __future__ import annotations
@@ -196,6 +205,162 @@ def plot(results: dict[str, list[Outcome]], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+@dataclass(frozen=True)
+class PerQuestion:
+    """One rule on one panel: per question, the share of orders it got right and its mean
+    calls (averaged over the orders)."""
+
+    correct: list[float]
+    calls: list[float]
+
+
+def per_question(
+    pool: dict[str, dict[str, Answer]],
+    questions: list[str],
+    models: list[str],
+    rules: dict[str, StopRule | None],
+    orders: int,
+    seed: int,
+) -> dict[str, PerQuestion]:
+    """Every rule on ``models``: per-question accuracy and calls, averaged over ``orders``
+    random sampling orders (the same orders for every rule)."""
+    rng = random.Random(seed)
+    shuffles = [{q: rng.sample(models, len(models)) for q in questions} for _ in range(orders)]
+    out: dict[str, PerQuestion] = {}
+    for name, rule in rules.items():
+        correct = [0.0] * len(questions)
+        calls = [0.0] * len(questions)
+        for shuffled in shuffles:
+            for i, q in enumerate(questions):
+                ok, used = replay([pool[m][q] for m in shuffled[q]], rule)
+                correct[i] += ok / orders
+                calls[i] += used / orders
+        out[name] = PerQuestion(correct, calls)
+    return out
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A setting's numbers on held-out questions, against the full vote, with 95% CIs."""
+
+    accuracy: float
+    full_accuracy: float
+    delta: tuple[float, float, float]
+    """Accuracy minus the full vote's, in points: (mean, low, high)."""
+    calls: float
+    saved: tuple[float, float, float]
+    """Fewer candidate calls than the full vote, in %: (mean, low, high)."""
+
+
+def held_out(
+    rule: PerQuestion, full: PerQuestion, rows: list[int], resamples: int, seed: int
+) -> HeldOut:
+    """``rule`` against ``full`` on the questions ``rows``; paired bootstrap over questions."""
+    import numpy as np
+
+    acc = np.array([rule.correct[i] for i in rows])
+    base = np.array([full.correct[i] for i in rows])
+    calls = np.array([rule.calls[i] for i in rows])
+    base_calls = np.array([full.calls[i] for i in rows])
+    draws = np.random.default_rng(seed).integers(0, len(rows), size=(resamples, len(rows)))
+    deltas = 100 * (acc[draws].mean(axis=1) - base[draws].mean(axis=1))
+    saved = 100 * (1 - calls[draws].mean(axis=1) / base_calls[draws].mean(axis=1))
+    return HeldOut(
+        accuracy=float(acc.mean()),
+        full_accuracy=float(base.mean()),
+        delta=(
+            float(100 * (acc.mean() - base.mean())),
+            float(np.quantile(deltas, 0.025)),
+            float(np.quantile(deltas, 0.975)),
+        ),
+        calls=float(calls.mean()),
+        saved=(
+            float(100 * (1 - calls.mean() / base_calls.mean())),
+            float(np.quantile(saved, 0.025)),
+            float(np.quantile(saved, 0.975)),
+        ),
+    )
+
+
+def tune(
+    results: dict[str, dict[str, PerQuestion]],
+    settings: dict[str, AdaptiveSampling],
+    rows: list[int],
+    margin: float,
+) -> str:
+    """The setting with the most calls saved (mean over panels) whose accuracy is at most
+    ``margin`` points below the full vote on every panel, on the questions ``rows``; ties go to
+    the stricter (higher) confidence. Falls back to the strictest setting."""
+
+    def mean(values: list[float]) -> float:
+        return sum(values[i] for i in rows) / len(rows)
+
+    best: tuple[float, float, str] | None = None
+    for name, setting in settings.items():
+        drops = [
+            100 * (mean(panel["full vote"].correct) - mean(panel[name].correct))
+            for panel in results.values()
+        ]
+        if max(drops) > margin:
+            continue
+        saved = statistics.fmean(
+            1 - mean(panel[name].calls) / mean(panel["full vote"].calls)
+            for panel in results.values()
+        )
+        key = (saved, setting.confidence, name)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    if best is None:
+        return max(settings, key=lambda n: (settings[n].confidence, settings[n].first))
+    return best[2]
+
+
+def folds_report(
+    pool: dict[str, dict[str, Answer]],
+    questions: list[str],
+    groups: dict[str, list[str]],
+    args: argparse.Namespace,
+) -> str:
+    """Tune on K-1 folds, report on the held-out one, for every fold (see the module doc)."""
+    default = AdaptiveSampling()
+    grid = {
+        f"first={f} confidence={c:g}": AdaptiveSampling(first=f, confidence=c)
+        for f in (2, 3, 4)
+        for c in (0.6, 0.7, 0.8, 0.9, 0.95)
+    }
+    default_name = f"first={default.first} confidence={default.confidence:g}"
+    rules: dict[str, StopRule | None] = {"full vote": None}
+    rules.update({name: beta_rule(setting) for name, setting in grid.items()})
+    results = {
+        panel: per_question(pool, questions, models, rules, args.orders, args.seed)
+        for panel, models in groups.items()
+    }
+    order = list(range(len(questions)))
+    random.Random(args.seed).shuffle(order)
+    folds = [sorted(order[k :: args.folds]) for k in range(args.folds)]
+    lines = [
+        "| held-out fold | setting (chosen on the other folds) | panel | full vote | adaptive "
+        f"| Δ pt (95% CI) | calls of {args.panel} | fewer calls % (95% CI) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k, test in enumerate(folds):
+        tune_rows = [i for j, fold in enumerate(folds) if j != k for i in fold]
+        chosen = tune(results, grid, tune_rows, args.tune_margin)
+        shown = [(chosen, "tuned: ")]
+        if chosen != default_name:
+            shown.append((default_name, "default: "))
+        for name, label in shown:
+            for panel, by_rule in results.items():
+                h = held_out(by_rule[name], by_rule["full vote"], test, 2000, args.seed + k)
+                lines.append(
+                    f"| {k + 1} of {args.folds} ({len(test)} q) | {label}{name} | {panel} | "
+                    f"{h.full_accuracy:.4f} | {h.accuracy:.4f} | "
+                    f"{h.delta[0]:+.2f} ({h.delta[1]:+.2f} to {h.delta[2]:+.2f}) | "
+                    f"{h.calls:.2f} | {h.saved[0]:.1f} ({h.saved[1]:.1f} to {h.saved[2]:.1f}) |"
+                )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("pool", type=Path, help="gsm_responses_12models.jsonl.gz")
@@ -214,9 +379,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="Beta thresholds to replay",
     )
     parser.add_argument("--plot", type=Path, help="write the accuracy-vs-calls plot here")
+    parser.add_argument(
+        "--folds", type=int, default=0, help="validate out of sample on K folds (K >= 2)"
+    )
+    parser.add_argument(
+        "--tune-margin",
+        type=float,
+        default=0.25,
+        help="folds: the most accuracy (points) a tuned setting may lose on a tuning fold",
+    )
     args = parser.parse_args(argv)
     pool = load_pool(args.pool)
     questions = common_questions(pool)
+    if args.folds:
+        if args.folds < 2:
+            parser.error("--folds needs at least 2 folds")
+        groups = panels(pool, questions, args.panel)
+        for panel, models in groups.items():
+            print(f"{panel}: {', '.join(models)}")
+        print(f"{len(questions)} questions, {args.orders} orders, {args.folds} folds\n")
+        print(folds_report(pool, questions, groups, args))
+        return
     rules: dict[str, StopRule | None] = {"full vote": None, "unanimous": unanimous_rule}
     rules.update(
         {

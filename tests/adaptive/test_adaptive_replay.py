@@ -73,3 +73,17 @@ def test_the_command_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "| weakest | full vote |" in out and "| strongest | beta 0.8 |" in out
     assert "3 questions, 2 orders, first=3" in out
+
+
+def test_folds_tune_on_some_questions_and_report_on_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "pool.jsonl.gz"
+    _write_pool(path)
+    main([str(path), "--orders", "2", "--panel", "3", "--folds", "2"])
+    out = capsys.readouterr().out
+    assert "3 questions, 2 orders, 2 folds" in out
+    assert "| 1 of 2 (2 q) | tuned: first=" in out and "| 2 of 2 (1 q) |" in out
+    assert "| weakest |" in out and "| strongest |" in out and "calls of 3" in out
+    with pytest.raises(SystemExit):
+        main([str(path), "--folds", "1"])
