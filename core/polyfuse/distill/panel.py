@@ -9,12 +9,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..aggregators import Aggregator, LLMJudge
+from ..adaptive import consensus_shortcut, sample_adaptive
+from ..aggregators import Aggregate, Aggregator, LLMJudge
 from ..backends import Backend, EndpointConfig
+from ..fusion import Fusion
+from ..messages import ChatRequest
 from ..policy import QuorumPolicy
 from ..pool import Pool
 from ..presets import PresetsConfig
 from ..registry import PresetRegistry
+from ..results import Candidate, SamplingRecord
 from .spec import METHOD_OF, DistillSpec
 
 __all__ = ["Admission", "Panel"]
@@ -46,13 +50,39 @@ class Admission:
 
 @dataclass
 class Panel:
-    """Teachers, aggregators and judge for one process (one event loop at a time)."""
+    """Teachers, aggregators and judge for one process (one event loop at a time).
+
+    ``fusion`` is the preset's fusion: :meth:`sample` follows its adaptive sampling and
+    :meth:`shortcut` its consensus shortcut, as ``polyfuse ask`` and ``serve`` do.
+    """
 
     pool: Pool
     aggregators: dict[str, Aggregator]
     policy: QuorumPolicy
     judge: LLMJudge
     registry: PresetRegistry
+    fusion: Fusion | None = None
+
+    async def sample(self, request: ChatRequest) -> tuple[list[Candidate], SamplingRecord | None]:
+        """The teachers' candidates: all N at once, or in rounds when the preset sets
+        ``adaptive`` (then also how sampling went)."""
+        fusion = self.fusion
+        if fusion is None or fusion.adaptive is None:
+            return await self.pool.sample(request, policy=self.policy), None
+        pool = await self.pool.for_request(request)
+        return await sample_adaptive(
+            pool, request.for_role("candidate"), self.policy, fusion.adaptive, fusion.reader
+        )
+
+    def shortcut(self, method: str, usable: list[Candidate]) -> Aggregate | None:
+        """``method``'s answer without its call when the candidates agree (the preset's
+        ``consensus`` setting), else ``None``."""
+        fusion = self.fusion
+        if fusion is None:
+            return None
+        return consensus_shortcut(
+            method, usable, fusion.reader, fusion.consensus, fusion.consensus_similarity
+        )
 
     @classmethod
     def build(cls, spec: DistillSpec, *, share: int = 1) -> Panel:
@@ -79,6 +109,7 @@ class Panel:
             policy=fusion.policy,
             judge=LLMJudge(judge_backend),
             registry=registry,
+            fusion=fusion,
         )
 
     def admission(self) -> Admission:

@@ -14,11 +14,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..aggregators import Aggregate, AggregationContext
+from ..adaptive import saved_usage
+from ..aggregators import Aggregate, AggregationContext, Aggregator
 from ..aggregators._contrib import contributions
 from ..errors import AggregationError, NoCandidatesError, PolyfuseError
 from ..messages import ChatRequest, SamplingParams
-from ..results import AggregationRecord, CallRecord, Candidate, ErrorInfo
+from ..results import AggregationRecord, CallRecord, Candidate, ErrorInfo, SamplingRecord
+from ..usage import UsageByRole
 from .errors import DistillConfigError, RecordError
 from .formats import Answers, build_record
 from .inputs import PromptRow
@@ -34,11 +36,23 @@ __all__ = ["RowProcessor"]
 class _Spent:
     """The candidates and aggregation calls of one row so far (for usage and cost)."""
 
-    __slots__ = ("calls", "candidates")
+    __slots__ = ("calls", "candidates", "sampling", "shortcuts")
 
     def __init__(self) -> None:
         self.candidates: list[Candidate] = []
         self.calls: list[CallRecord] = []
+        self.sampling: SamplingRecord | None = None
+        self.shortcuts = 0
+
+    def usage(self) -> UsageByRole:
+        """Usage by role, with the calls adaptive sampling and the consensus shortcut saved."""
+        usage = usage_by_role(self.candidates, self.calls)
+        usable = [c for c in self.candidates if c.ok]
+        skipped = 0 if self.sampling is None else self.sampling.max_samples - len(self.candidates)
+        saved = saved_usage(usable, skipped, aggregator_skipped=False)
+        for _ in range(self.shortcuts):
+            saved = saved + saved_usage(usable, 0, aggregator_skipped=True)
+        return usage.model_copy(update={"saved": saved})
 
 
 class RowProcessor:
@@ -85,10 +99,10 @@ class RowProcessor:
         try:
             request = ChatRequest.from_wire(row.messages, self.params)
             if gate is None:
-                spent.candidates = await self._sample(request)
+                spent.candidates, spent.sampling = await self.panel.sample(request)
             else:
                 async with gate:
-                    spent.candidates = await self._sample(request)
+                    spent.candidates, spent.sampling = await self.panel.sample(request)
             usable = self._usable(spent.candidates)
             stage = "aggregation"
             aggregates = await self._aggregate(request, usable, spent)
@@ -100,9 +114,6 @@ class RowProcessor:
             return self._failure(row, stage, exc, spent, started)
 
     # ------------------------------------------------------------------ steps
-
-    async def _sample(self, request: ChatRequest) -> list[Candidate]:
-        return await self.panel.pool.sample(request, policy=self.panel.policy)
 
     def _usable(self, candidates: list[Candidate]) -> list[Candidate]:
         usable = [c for c in candidates if c.ok]
@@ -127,18 +138,24 @@ class RowProcessor:
         self, request: ChatRequest, usable: list[Candidate], spent: _Spent
     ) -> dict[str, Aggregate]:
         methods = list(self.panel.aggregators)
-        results = await asyncio.gather(
-            *(
-                aggregator.aggregate(
-                    AggregationContext(
-                        request=request,
-                        candidates=list(usable),
-                        pool=self.panel.pool,
-                        policy=self.panel.policy,
-                    )
+
+        async def run(method: str, aggregator: Aggregator) -> Aggregate:
+            # Best-of-N's judge scores are data here (scores, preference pairs): never skipped.
+            shortcut = None if method == "best_of_n" else self.panel.shortcut(method, usable)
+            if shortcut is not None:
+                spent.shortcuts += 1
+                return shortcut
+            return await aggregator.aggregate(
+                AggregationContext(
+                    request=request,
+                    candidates=list(usable),
+                    pool=self.panel.pool,
+                    policy=self.panel.policy,
                 )
-                for aggregator in self.panel.aggregators.values()
-            ),
+            )
+
+        results = await asyncio.gather(
+            *(run(method, aggregator) for method, aggregator in self.panel.aggregators.items()),
             return_exceptions=True,
         )
         aggregates: dict[str, Aggregate] = {}
@@ -211,7 +228,7 @@ class RowProcessor:
             best=judged.record.selected if judged is not None else None,
         )
         body, note = build_record(spec.format, row.messages, answers, spec.chosen)
-        usage = usage_by_role(spent.candidates, spent.calls)
+        usage = spent.usage()
         cost = self.prices.cost(priced_calls(spent.candidates, spent.calls))
         provenance: dict[str, Any] = {
             "input_hash": row.input_hash,
@@ -233,6 +250,8 @@ class RowProcessor:
         }
         if note is not None:
             provenance["pair"] = note
+        if spent.sampling is not None:
+            provenance["sampling"] = spent.sampling.model_dump()
         provenance["usage"] = usage.model_dump_total()
         provenance["cost"] = cost.to_dict()
         provenance["timing"] = _timing(started, spent.candidates)

@@ -52,7 +52,9 @@ def usage_body(usage: Usage) -> dict[str, int]:
 
 
 def extension_body(result: FusionResult, redact: Redactor) -> dict[str, Any]:
-    """The ``polyfuse`` response extension: how the answer was made, and every candidate.
+    """The ``polyfuse`` response extension: how the answer was made (the aggregation's notes,
+    e.g. a consensus shortcut; ``sampling``: how adaptive sampling went, or ``None``), and
+    every candidate.
 
     It goes through the same redaction as every other reply: failure texts become the
     endpoint, status and a short reason (:func:`client_reason`), and every other string
@@ -79,6 +81,8 @@ def extension_body(result: FusionResult, redact: Redactor) -> dict[str, Any]:
         "candidates": candidates,
         "scores": record.scores,
         "contributions": record.contributions,
+        "notes": record.notes,
+        "sampling": None if result.sampling is None else result.sampling.model_dump(),
     }
     # Failure texts went through client_reason (full redaction); the rest is model text.
     return redact.json(body, model_text=True)
