@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, field_serializer
 
 from .backends.base import Backend, Completion, StreamDelta
 from .messages import ChatRequest
@@ -55,13 +55,20 @@ class HedgeSettings(BaseModel):
             four calls at most).
         percentile: follow the endpoint: hedge after this percentile of its observed times
             to first token (e.g. 95).
+        fallback: where the duplicates go instead of the late call's own endpoint: a backend
+            (Python), or an endpoint name (presets files, ``--hedge-fallback``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     after: float = Field(gt=0)
     budget: float = Field(default=0.25, ge=0, le=1)
     percentile: float | None = Field(default=None, gt=0, lt=100)
+    fallback: str | InstanceOf[Backend] | None = None
+
+    @field_serializer("fallback")
+    def _fallback_name(self, fallback: str | Backend | None) -> str | None:
+        return fallback if fallback is None or isinstance(fallback, str) else fallback.name
 
 
 @dataclass

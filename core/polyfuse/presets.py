@@ -156,14 +156,26 @@ class PresetSpec(FusionOptions):
         return self.n * len(self.pool)
 
     @property
+    def hedge_fallback(self) -> str | None:
+        """The endpoint name ``hedge.fallback`` sends duplicates to, if any."""
+        fallback = self.hedge.fallback if self.hedge is not None else None
+        return fallback if isinstance(fallback, str) else None
+
+    @property
     def endpoint_names(self) -> list[str]:
-        """The endpoints this preset uses (pool first, then the fusor)."""
-        return list(dict.fromkeys([*self.pool, *([self.fusor] if self.fusor else [])]))
+        """The endpoints this preset uses (pool first, then the fusor, then the hedges')."""
+        extra = [name for name in (self.fusor, self.hedge_fallback) if name]
+        return list(dict.fromkeys([*self.pool, *extra]))
 
     def to_spec(self, backend: Callable[[str], Backend]) -> FusionSpec:
         """The :class:`~polyfuse.FusionSpec` with ``backend(name)`` for every endpoint name."""
+        options = self.fusion_options()
+        if self.hedge is not None and self.hedge_fallback is not None:
+            options["hedge"] = self.hedge.model_copy(
+                update={"fallback": backend(self.hedge_fallback)}
+            )
         return FusionSpec(
-            **self.fusion_options(),
+            **options,
             pool=[backend(name) for name in self.pool],
             fusor=backend(self.fusor) if self.fusor else None,
         )

@@ -321,11 +321,21 @@ def _hedger(settings: HedgeSettings) -> Callable[[Backend], Backend]:
     """Wraps each distinct backend once, all sharing one :class:`HedgeBudget`."""
     budget = HedgeBudget(fraction=settings.budget)
     wrapped: dict[int, Backend] = {}
+    fallback = settings.fallback
+    if isinstance(fallback, str):
+        raise InvalidRequestError(
+            f"hedge.fallback {fallback!r} is an endpoint name, which only a presets file can "
+            "resolve; in Python pass the backend itself: hedge={'after': ..., 'fallback': backend}"
+        )
 
     def wrap(backend: Backend) -> Backend:
         if id(backend) not in wrapped:
             wrapped[id(backend)] = HedgedBackend(
-                backend, after=settings.after, budget=budget, percentile=settings.percentile
+                backend,
+                after=settings.after,
+                budget=budget,
+                percentile=settings.percentile,
+                fallback=fallback,
             )
         return wrapped[id(backend)]
 

@@ -19,6 +19,7 @@ from ..local.catalog import local_model_spec
 from ..messages import SamplingParams
 from ..presets import PresetsConfig, load_config
 from ..spec import FusionOptions
+from ._fusion_flags import FusionFlags
 
 __all__ = ["LOCAL_MAX_TOKENS", "AskOptions", "AskPlan", "plan_ask"]
 
@@ -29,6 +30,7 @@ LOCAL_MAX_TOKENS = 128
 _PRESET = "ask"
 _LOCAL = "local"
 _FUSOR = "fusor"
+_HEDGE = "hedge"
 
 
 @dataclass
@@ -56,9 +58,8 @@ class AskOptions:
     seed: int | None = None
     quorum: int | None = None
     deadline: float | None = None
-    adaptive: dict[str, Any] | None = None
-    answer_extract: str | None = None
-    consensus: str | None = None
+    fusion_flags: FusionFlags = field(default_factory=FusionFlags)
+    """Adaptive sampling, consensus and hedging flags (``--adaptive-*``, ``--hedge-*``)."""
 
     def _set(self, names: Any) -> dict[str, Any]:
         return {
@@ -68,9 +69,13 @@ class AskOptions:
         }
 
     def fusion_overrides(self) -> dict[str, Any]:
-        """The :class:`~polyfuse.FusionOptions` the flags set, validated."""
-        overrides = self._set(FusionOptions.model_fields)
-        _validate_flags(FusionOptions, overrides)
+        """The :class:`~polyfuse.FusionOptions` the flags set. Plain values are validated
+        here (errors name the flag); nested ones (``adaptive``, ``hedge``) once merged onto
+        the preset's (:meth:`~polyfuse.FusionOptions.overridden`)."""
+        overrides = {**self._set(FusionOptions.model_fields), **self.fusion_flags.overrides()}
+        _validate_flags(
+            FusionOptions, {k: v for k, v in overrides.items() if not isinstance(v, dict)}
+        )
         return overrides
 
     def sampling_overrides(self) -> dict[str, Any]:
@@ -161,9 +166,11 @@ def _from_flags(options: AskOptions) -> AskPlan:
     pool = list(endpoints)
     fusor = _flag_fusor(options, endpoints)
     flags = options.fusion_overrides()
-    n = FusionOptions(**flags).samples_per_member(len(pool))
+    _hedge_fallback(flags, endpoints, options.api_key)
+    merged = FusionOptions().overridden(flags)
+    n = merged.samples_per_member(len(pool))
     preset: dict[str, Any] = {**flags, "pool": pool, "n": n}
-    FusionOptions(**flags).check_quorum(n * len(pool))
+    merged.check_quorum(n * len(pool))
     if fusor is not None:
         preset["fusor"] = fusor
     config = load_config({"endpoints": endpoints, "presets": {_PRESET: preset}})
@@ -242,16 +249,45 @@ def _from_file(options: AskOptions) -> AskPlan:
         raise InvalidRequestError(
             f"no preset {name!r} in {str(options.config)!r} (known presets: {known})"
         )
-    preset = {**config.presets[name].model_dump(), **options.fusion_overrides()}
-    FusionOptions(**options.fusion_overrides()).check_quorum(preset["n"] * len(preset["pool"]))
-    endpoints = {
-        ref: config.endpoints[ref].model_dump()
-        for ref in [*preset["pool"], *([preset["fusor"]] if preset["fusor"] else [])]
-    }
+    flags = options.fusion_overrides()
+    added = {ref: spec.model_dump() for ref, spec in config.endpoints.items()}
+    _hedge_fallback(flags, added, options.api_key)
+    tuned = config.presets[name].overridden(flags)
+    preset = tuned.model_dump()
+    tuned.check_quorum(preset["n"] * len(preset["pool"]))
+    endpoints = {ref: added[ref] for ref in tuned.endpoint_names}
     if options.fusor is not None:
         preset["fusor"] = _file_fusor(options, config, endpoints)
     narrowed = load_config({"endpoints": endpoints, "presets": {name: preset}})
     return AskPlan(config=narrowed, preset=name, params=_params_for(narrowed, name, options))
+
+
+def _hedge_fallback(
+    flags: dict[str, Any], endpoints: dict[str, dict[str, Any]], api_key: SecretStr | None
+) -> None:
+    """Resolve ``--hedge-fallback``: an endpoint name stays; a URL becomes an endpoint serving
+    the first remote endpoint's model."""
+    hedge = flags.get("hedge")
+    fallback = hedge.get("fallback") if isinstance(hedge, dict) else None
+    if fallback is None:
+        return
+    assert isinstance(hedge, dict)
+    if _is_url(fallback):
+        remote = [spec for spec in endpoints.values() if not spec.get("local")]
+        if not remote:
+            raise InvalidRequestError(
+                "--hedge-fallback URL needs a remote endpoint whose model it serves"
+            )
+        name = _HEDGE
+        while name in endpoints:
+            name += "_"
+        endpoints[name] = _remote(fallback, remote[0]["model"], api_key)
+        hedge["fallback"] = name
+    elif fallback not in endpoints:
+        known = ", ".join(endpoints) or "none"
+        raise InvalidRequestError(
+            f"--hedge-fallback {fallback!r} is neither a URL nor an endpoint (endpoints: {known})"
+        )
 
 
 def _only_preset(config: PresetsConfig, path: Path) -> str:

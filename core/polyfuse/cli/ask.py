@@ -15,6 +15,21 @@ from ..errors import InvalidRequestError
 from ..local.catalog import DEFAULT_LOCAL_MODEL, LOCAL_MODELS
 from ..local.gguf import model_gguf
 from ..presets import STRATEGIES, PresetRegistry
+from ._fusion_flags import (
+    AdaptiveAgreementFlag,
+    AdaptiveConfidenceFlag,
+    AdaptiveFirstFlag,
+    AdaptiveFlag,
+    AdaptiveMaxRoundsFlag,
+    AdaptiveStepFlag,
+    AnswerExtractFlag,
+    ConsensusFlag,
+    FusionFlags,
+    HedgeAfterFlag,
+    HedgeBudgetFlag,
+    HedgeFallbackFlag,
+    HedgePercentileFlag,
+)
 from ._output import err_console
 from ._plan import LOCAL_MAX_TOKENS, AskOptions, AskPlan, plan_ask
 from ._view import AskView
@@ -126,30 +141,18 @@ def ask_command(
         float | None,
         typer.Option(help="Seconds to wait for candidates before aggregating.", show_default=False),
     ] = None,
-    adaptive: Annotated[
-        bool,
-        typer.Option(
-            "--adaptive",
-            metavar="",
-            help="Sample in rounds and stop once the answers are settled (up to n; see "
-            "docs/adaptive.md).",
-        ),
-    ] = False,
-    answer_extract: Annotated[
-        str | None,
-        typer.Option(
-            help="How to read an answer for --adaptive and the consensus shortcut: "
-            "last_number, boxed, answer_tag, exact, tool_calls.",
-            show_default=False,
-        ),
-    ] = None,
-    consensus: Annotated[
-        str | None,
-        typer.Option(
-            help="Skip the aggregator when the candidates agree: auto, on, off.",
-            show_default=False,
-        ),
-    ] = None,
+    adaptive: AdaptiveFlag = False,
+    adaptive_first: AdaptiveFirstFlag = None,
+    adaptive_step: AdaptiveStepFlag = None,
+    adaptive_confidence: AdaptiveConfidenceFlag = None,
+    adaptive_agreement: AdaptiveAgreementFlag = None,
+    adaptive_max_rounds: AdaptiveMaxRoundsFlag = None,
+    answer_extract: AnswerExtractFlag = None,
+    consensus: ConsensusFlag = None,
+    hedge_after: HedgeAfterFlag = None,
+    hedge_budget: HedgeBudgetFlag = None,
+    hedge_percentile: HedgePercentileFlag = None,
+    hedge_fallback: HedgeFallbackFlag = None,
     show_candidates: Annotated[
         bool,
         typer.Option(
@@ -180,9 +183,20 @@ def ask_command(
             seed=seed,
             quorum=quorum,
             deadline=deadline,
-            adaptive={} if adaptive else None,
-            answer_extract=answer_extract,
-            consensus=consensus,
+            fusion_flags=FusionFlags(
+                adaptive=adaptive,
+                adaptive_first=adaptive_first,
+                adaptive_step=adaptive_step,
+                adaptive_confidence=adaptive_confidence,
+                adaptive_agreement=adaptive_agreement,
+                adaptive_max_rounds=adaptive_max_rounds,
+                answer_extract=answer_extract,
+                consensus=consensus,
+                hedge_after=hedge_after,
+                hedge_budget=hedge_budget,
+                hedge_percentile=hedge_percentile,
+                hedge_fallback=hedge_fallback,
+            ),
         )
     )
     asyncio.run(_run(plan, text, show_candidates=show_candidates, json_output=json_output))

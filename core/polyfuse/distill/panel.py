@@ -154,7 +154,7 @@ def _backends_of(aggregator: Aggregator) -> list[Backend]:
 def _subset(spec: DistillSpec, share: int) -> PresetsConfig:
     """The presets reduced to this spec's preset and endpoints, with limits shared out."""
     preset = spec.preset_spec
-    used = {*preset.pool, spec.fusor_endpoint, spec.judge_endpoint}
+    used = {*preset.endpoint_names, spec.fusor_endpoint, spec.judge_endpoint}
     endpoints = {}
     for name in used:
         endpoint = spec.presets.endpoints[name]
