@@ -62,6 +62,7 @@ __all__ = [
     "TimeoutTable",
     "build_aggregator",
     "load_config",
+    "with_overrides",
 ]
 
 
@@ -206,6 +207,25 @@ class PresetsConfig(BaseModel):
                     "candidates the pool samples; lower quorum or raise n"
                 )
         return self
+
+
+def with_overrides(config: PresetsConfig, preset: str, changes: Mapping[str, Any]) -> PresetsConfig:
+    """``config`` with :class:`~polyfuse.FusionOptions` ``changes`` (e.g. command-line flags)
+    merged onto the preset ``preset`` (see :meth:`~polyfuse.FusionOptions.overridden`),
+    validated like a presets file."""
+    if not changes:
+        return config
+    if preset not in config.presets:
+        known = ", ".join(config.presets) or "none"
+        raise InvalidRequestError(f"unknown preset {preset!r}; known presets: {known}")
+    tuned = config.presets[preset].overridden(changes)
+    return load_config(
+        {
+            "endpoints": config.endpoints,
+            "presets": {**config.presets, preset: tuned},
+            "server": config.server,
+        }
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

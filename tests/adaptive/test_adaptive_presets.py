@@ -151,3 +151,27 @@ def test_distill_a_preset_with_adaptive_sampling(
         provenance = json.loads(line)["provenance"]
         assert len(provenance["teachers"]) == 8 and "sampling" not in provenance
         assert provenance["usage"]["saved"]["calls"] == 0
+
+
+def test_distill_flags_turn_adaptive_sampling_on(
+    fake: FakeOpenAIServer, fake_url: str, tmp_path: Path
+) -> None:
+    fake.responder = _responder({"agree": "It is 5."})
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "What is 2+3? agree"}) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    run = _distill(
+        str(prompts), "-o", str(out), "-t", f"fake-model@{fake_url}",
+        "--fusor", f"fusor-model@{fake_url}", "--n", "8", "--adaptive-first", "2",
+        "--answer-extract", "last_number", "--no-progress",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    provenance = json.loads(out.read_text(encoding="utf-8"))["provenance"]
+    # 2-0 gives P(majority) = 0.875 >= 0.8: two samples, and the fusor skipped
+    assert provenance["sampling"]["rounds"] == [2] and len(provenance["teachers"]) == 2
+    assert provenance["usage"]["saved"]["calls"] == 7
+    bad = _distill(
+        str(prompts), "-o", str(tmp_path / "bad.jsonl"), "-t", f"fake-model@{fake_url}",
+        "--adaptive-confidence", "2", "--no-progress",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "adaptive.confidence" in bad.stderr

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .._validation import describe_validation_error
 from ..aggregators.strategies import Strategy
 from ..errors import InvalidRequestError
-from ..presets import EndpointSpec, PresetsConfig, PresetSpec, load_config
+from ..presets import EndpointSpec, PresetsConfig, PresetSpec, load_config, with_overrides
 from ..prompts import PROMPT_VERSION
 from .errors import DistillConfigError
 
@@ -176,6 +176,14 @@ class DistillSpec(BaseModel):
             if isinstance(exc, InvalidRequestError):
                 raise
             raise DistillConfigError(f"invalid distill settings: {friendly_error(exc)}") from None
+
+    def with_fusion(self, changes: Mapping[str, Any]) -> DistillSpec:
+        """This spec with :class:`~polyfuse.FusionOptions` ``changes`` (command-line flags such
+        as ``{"adaptive": {"confidence": 0.9}}``) merged onto its preset's settings."""
+        if not changes:
+            return self
+        presets = with_overrides(self.presets, self.preset, changes)
+        return self.model_copy(update={"presets": presets})
 
     # ------------------------------------------------------------------ derived
 

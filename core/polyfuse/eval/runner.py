@@ -37,7 +37,7 @@ from ..distill.panel import Admission, Panel
 from ..distill.pricing import PriceTable
 from ..distill.progress import ProgressListener
 from ..distill.spec import DistillSpec
-from ..presets import PresetsConfig, load_config
+from ..presets import PresetsConfig, load_config, with_overrides
 from ..spec import FusionOptions
 from .analysis import EvalAnalysis, analyse, read_generations
 from .datasets import load_dataset, write_eval_file
@@ -337,15 +337,8 @@ async def aevaluate(
     presets = _config(config)
     options = FusionOptions()
     if presets is not None and preset is not None and preset in presets.presets:
-        tuned = presets.presets[preset].overridden(fusion or {})
-        presets = load_config(
-            {
-                "endpoints": presets.endpoints,
-                "presets": {**presets.presets, preset: tuned},
-                "server": presets.server,
-            }
-        )
-        options = tuned
+        presets = with_overrides(presets, preset, fusion or {})
+        options = presets.presets[preset]
     elif fusion:
         options = options.overridden(fusion)
     model_strategies = [s for s in chosen if s not in MODEL_FREE]
