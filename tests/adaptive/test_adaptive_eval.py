@@ -160,7 +160,7 @@ async def test_live_adaptive_fuse_skips_samples_and_the_fusor(
     result = await aevaluate(
         rows,
         out,
-        strategies="fuse,adaptive-fuse",
+        strategies="single,fuse,adaptive-fuse",
         config=_presets(tmp_path / "presets.toml", fake_url),
         preset="p",
         resamples=100,
@@ -178,6 +178,10 @@ async def test_live_adaptive_fuse_skips_samples_and_the_fusor(
         assert adaptive["sampling"]["rounds"] == [3]
         assert adaptive["prompt_tokens"] == pool[0]["usage"]["prompt_tokens"]
         assert adaptive["completion_tokens"] == round(pool[0]["usage"]["completion_tokens"] / 2)
+        # single: one call of one sample, not the whole request's usage
+        single = record["strategies"]["single"]
+        assert single["calls"] == 1 and single["prompt_tokens"] == adaptive["prompt_tokens"]
+        assert single["completion_tokens"] == round(pool[0]["usage"]["completion_tokens"] / 6)
     task = result.analysis.tasks[0]
     assert task.estimates["adaptive-fuse"].mean == 1.0
     assert task.adaptive["adaptive-fuse"].shortcuts == 3

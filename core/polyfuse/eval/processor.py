@@ -261,7 +261,7 @@ class EvalProcessor:
             *(
                 self._adaptive(name, request, eval_row, candidates)
                 if name.startswith(ADAPTIVE_PREFIX)
-                else self._strategy(name, request, eval_row, usable)
+                else self._strategy(name, request, eval_row, usable, pool=candidates)
                 for name in self.setup.strategies
             )
         )
@@ -398,17 +398,20 @@ class EvalProcessor:
         usable: list[Candidate],
         *,
         latency: float | None = None,
+        pool: Sequence[Candidate] = (),
     ) -> dict[str, Any]:
         """Run one strategy over the pool; its answer plus what it spent (pool included).
 
-        ``latency``: the pool's wall time, when it is not that of its slowest candidate."""
+        ``latency``: the pool's wall time, when it is not that of its slowest candidate;
+        ``pool``: every candidate drawn (to cost ``single`` as one call of one sample when the
+        pool came from requests with ``n``)."""
         pool_latency = self._pool_latency(usable) if latency is None else latency
         if not usable:
             entry = self._entry(None, None, usable, [], pool_latency)
             entry["error"] = "no usable candidate"
             return entry
         if name == "single":
-            first = usable[0]
+            first = _as_drawn([usable[0]], [1], pool or usable)[0]
             return self._entry(first.content, first.index, [first], [], first.latency_s)
         started = time.perf_counter()
         calls: list[CallRecord] = []
