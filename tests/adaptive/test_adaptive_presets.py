@@ -16,7 +16,7 @@ import openai
 from polyfuse.presets import load_config
 from polyfuse.server import create_app
 from polyfuse.server.protocol import protocol_for
-from polyfuse.testing import FakeOpenAIServer, serve
+from polyfuse.testing import FakeOpenAIServer, Fault, serve
 
 
 def _presets(path: Path, url: str, *, extra: str = "") -> Path:
@@ -175,3 +175,34 @@ def test_distill_flags_turn_adaptive_sampling_on(
         "--adaptive-confidence", "2", "--no-progress",
     )  # fmt: skip
     assert bad.returncode == 2 and "adaptive.confidence" in bad.stderr
+
+
+def test_serve_a_preset_with_hedging_to_a_fallback(
+    make_fake: Any, fake_url: str, tmp_path: Path
+) -> None:
+    fake: FakeOpenAIServer = make_fake(responder=lambda body, index: f"{body['model']}: 5")
+    # the first request to fake-model stalls far longer than the test may take
+    fake.inject(Fault("slow_first_byte", delay_s=60.0, match_model="fake-model"))
+    extra = (
+        f'[endpoints.backup]\nbase_url = "{fake_url}"\nmodel = "backup-model"\nmax_retries = 0\n'
+        '[presets.snappy]\npool = ["m"]\nn = 1\nstrategy = "vote"\nvote_extract = "exact"\n'
+        'hedge = { after = 0.3, budget = 1.0, fallback = "backup" }\n'
+    )
+    config = load_config(_presets(tmp_path / "presets.toml", fake_url, extra=extra))
+    app = create_app(config)
+    protocol: Any = protocol_for(app.state.settings)
+    with serve(app, lifespan="on", http=protocol) as served:
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{served.port}/v1", api_key="unused", max_retries=0
+        )
+        reply = client.chat.completions.create(
+            model="snappy",
+            messages=[{"role": "user", "content": "What is 2+3?"}],
+            extra_body={"polyfuse": {"return_candidates": True}},
+        )
+    assert reply.choices[0].message.content == "backup-model: 5"
+    assert [body["model"] for body in fake.requests] == ["fake-model", "backup-model"]
+    extension = (reply.model_extra or {})["polyfuse"]
+    # both calls are counted: the cancelled straggler as a call without usage
+    assert extension["usage"]["candidates"]["calls"] == 2
+    assert extension["usage"]["candidates"]["calls_without_usage"] == 1
