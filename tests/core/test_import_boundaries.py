@@ -36,6 +36,8 @@ ALLOWED: dict[str, str] = {
     "(polyfuse.local._integrity) directly",
     "tests/cli/test_ask_output.py": "checks the ask table's batched-usage caption "
     "(polyfuse.cli._view.BATCHED_NOTE) word for word",
+    "tests/adaptive/test_adaptive_flags.py": "maps the adaptive/hedging flags "
+    "(polyfuse.cli._fusion_flags) onto `polyfuse ask` plans (polyfuse.cli._plan) without a shell",
 }
 
 
