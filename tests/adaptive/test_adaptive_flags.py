@@ -17,7 +17,7 @@ from polyfuse.cli._fusion_flags import FusionFlags
 from polyfuse.cli._plan import AskOptions, plan_ask
 from polyfuse.errors import InvalidRequestError
 from polyfuse.hedging import HedgedBackend, HedgeSettings
-from polyfuse.presets import PresetRegistry, load_config
+from polyfuse.presets import PresetRegistry, load_config, with_overrides
 from polyfuse.testing import FakeOpenAIServer
 
 URL = "http://127.0.0.1:9/v1"
@@ -155,3 +155,15 @@ def test_ask_threshold_flags_on_the_fake_server(fake: FakeOpenAIServer, fake_url
     assert result.sampling is not None
     assert result.sampling.rounds == [2, 1, 1]  # 4-0 is the first P(majority) >= 0.95
     assert result.usage.saved.calls == 4
+
+
+def test_overrides_of_a_presets_file(tmp_path: Path) -> None:
+    config = load_config(_presets(tmp_path, "adaptive = { first = 2 }"))
+    tuned = with_overrides(config, "p", {"adaptive": {"max_rounds": 2}, "consensus": "off"})
+    assert tuned.presets["p"].adaptive == AdaptiveSampling(first=2, max_rounds=2)
+    assert tuned.presets["p"].consensus == "off" and config.presets["p"].consensus == "auto"
+    assert with_overrides(config, "p", {}) is config
+    with pytest.raises(InvalidRequestError, match="unknown preset 'q'"):
+        with_overrides(config, "q", {"consensus": "off"})
+    with pytest.raises(InvalidRequestError, match="'nope'"):
+        with_overrides(config, "p", {"hedge": {"after": 1, "fallback": "nope"}})
