@@ -50,3 +50,15 @@ def test_ask_consensus_flags(fake: FakeOpenAIServer, fake_url: str) -> None:
     assert len(FusionResult.model_validate_json(off.stdout).aggregation.calls) == 1
     bad = _ask("q", "-e", fake_url, "-m", "fake-model", "--consensus", "maybe")
     assert bad.returncode != 0 and "consensus" in bad.stderr
+
+
+def test_ask_says_what_adaptive_sampling_saved(fake: FakeOpenAIServer, fake_url: str) -> None:
+    fake.responder = lambda body, index: "It is 42."
+    run = _ask("What is 6 * 7?", "-e", fake_url, "-m", "fake-model", "-n", "8",
+               "-s", "fuse", "--adaptive", "--answer-extract", "last_number")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "It is 42."
+    summary = " ".join(run.stderr.split())
+    assert "adaptive: 3 of 8 samples (settled)" in summary
+    assert "consensus shortcut: no aggregator call" in summary
+    assert "saved 6 call(s), ~" in summary

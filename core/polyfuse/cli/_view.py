@@ -205,7 +205,8 @@ def _tokens_cell(usage: Usage) -> str:
 
 
 def summary_line(result: FusionResult) -> str:
-    """One line: method, candidates, time, tokens by role, fallback if any."""
+    """One line: method, candidates, time, tokens by role, adaptive sampling and the calls it
+    saved, fallback if any."""
     usage = result.usage
     total = usage.total
     ok = len(result.succeeded)
@@ -216,6 +217,18 @@ def summary_line(result: FusionResult) -> str:
         f"{total.total_tokens} tokens (candidates {usage.candidates.total_tokens}, "
         f"aggregator {usage.aggregator.total_tokens}, judge {usage.judge.total_tokens})",
     ]
+    sampling = result.sampling
+    if sampling is not None:
+        parts.append(
+            f"adaptive: {sampling.samples_used} of {sampling.max_samples} samples "
+            f"({sampling.stop_reason})"
+        )
+    if any(note.startswith("consensus shortcut") for note in result.aggregation.notes):
+        parts.append("consensus shortcut: no aggregator call")
+    saved = usage.saved
+    if saved.calls:
+        tokens = f", ~{saved.total_tokens} tokens" if not saved.calls_without_usage else ""
+        parts.append(f"saved {saved.calls} call(s){tokens}")
     if result.aggregation.selected is not None:
         parts.append(f"selected #{result.aggregation.selected}")
     if result.aggregation.fallback_reason:
