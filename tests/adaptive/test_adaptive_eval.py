@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from polyfuse.adaptive import AdaptiveSampling, AnswerReader, replay_adaptive
 from polyfuse.eval import EvalConfigError, aevaluate
+from polyfuse.eval.adaptive_curve import samples_drawn
 from polyfuse.results import Candidate
 from polyfuse.testing import FakeOpenAIServer
 
@@ -194,11 +196,13 @@ def test_cli_eval_adaptive_flags(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "polyfuse.cli", "eval", str(pools), "-o", str(tmp_path / "o"),
          "--replay", "--strategies", "vote,adaptive-vote", "--adaptive-confidence", "0.95",
-         "--adaptive-first", "2", "--no-progress", "--no-fsync", "--resamples", "100"],
+         "--adaptive-first", "2", "--no-progress", "--no-fsync", "--resamples", "100",
+         "--adaptive-curve", "--curve-orders", "2"],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "adaptive-vote" in run.stdout and "fewer candidate calls" in run.stdout
+    assert "adaptive curve, confidence 0.95: " in run.stdout  # the flags' threshold is on it
     records = _records(tmp_path / "o")
     unanimous = records[0]["strategies"]["adaptive-vote"]["sampling"]
     assert unanimous["samples_used"] == 4  # P(majority) >= 0.95 needs 4-0 (first=2)
@@ -208,3 +212,48 @@ def test_cli_eval_adaptive_flags(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and "confidence" in bad.stderr
+
+
+def test_the_curve_stops_where_live_sampling_would() -> None:
+    rng = random.Random(7)
+    reader = AnswerReader("exact")
+    for _ in range(200):
+        keys = [rng.choice(["a", "b", "c", None]) for _ in range(rng.randint(1, 9))]
+        settings = AdaptiveSampling(
+            first=rng.randint(1, 4),
+            step=rng.randint(1, 3),
+            confidence=rng.choice([0.6, 0.8, 0.95]),
+            max_rounds=rng.choice([None, 1, 2, 3]),
+        )
+        candidates = [Candidate(index=i, backend="m", content=k or "") for i, k in enumerate(keys)]
+        drawn, _ = replay_adaptive(candidates, reader, settings)
+        assert samples_drawn(keys, settings) == len(drawn), (keys, settings)
+
+
+async def test_the_adaptive_curve_of_a_replay(tmp_path: Path) -> None:
+    pools = _pools(tmp_path / "pools.jsonl")
+    out = tmp_path / "out"
+    result = await aevaluate(
+        pools,
+        out,
+        replay=True,
+        strategies="vote",
+        adaptive_curve=True,
+        curve_orders=3,
+        resamples=200,
+        fsync=False,
+    )
+    curve = result.adaptive_curve
+    assert curve is not None and curve[0].label == "full vote"
+    assert curve[0].calls == PANEL and curve[0].delta is None
+    assert [p.confidence for p in curve[1:]] == [0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+    calls = [p.calls for p in curve[1:]]
+    assert calls == sorted(calls) and calls[0] < PANEL
+    assert all(p.delta is not None and p.max_calls == PANEL for p in curve[1:])
+    assert "Adaptive stopping: accuracy vs candidate calls (3 random orders per prompt)" in (
+        out / "report.md"
+    ).read_text(encoding="utf-8")
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [p["label"] for p in summary["adaptive_curve"]][:2] == ["full vote", "confidence 0.6"]
+    with pytest.raises(EvalConfigError, match="--replay"):
+        await aevaluate(pools, tmp_path / "live", adaptive_curve=True, fsync=False)

@@ -6,7 +6,7 @@ import asyncio
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,8 +14,6 @@ from rich.markup import escape
 
 from ..distill import PriceTable, RichProgress
 from ..errors import InvalidRequestError, PolyfuseError
-from ..eval.analysis import AdaptiveStats, TaskResult
-from ..eval.processor import base_strategy
 from ._fusion_flags import (
     AdaptiveAgreementFlag,
     AdaptiveConfidenceFlag,
@@ -30,6 +28,11 @@ from ._fusion_flags import (
     HedgePercentileFlag,
 )
 from ._output import print_error
+
+if TYPE_CHECKING:  # the eval package needs numpy (the [eval] extra): imported when run
+    from ..eval import EvalResult
+    from ..eval.adaptive_curve import CurvePoint
+    from ..eval.analysis import AdaptiveStats, TaskResult
 
 __all__ = ["eval_command", "register"]
 
@@ -163,6 +166,22 @@ def eval_command(
             rich_help_panel="Adaptive sampling",
         ),
     ] = 0,
+    adaptive_curve: Annotated[
+        bool,
+        typer.Option(
+            help="Replay: also report adaptive stopping at several confidence thresholds "
+            "against the full vote (accuracy vs candidate calls).",
+            rich_help_panel="Adaptive sampling",
+        ),
+    ] = False,
+    curve_orders: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="--adaptive-curve: random sampling orders per prompt.",
+            rich_help_panel="Adaptive sampling",
+        ),
+    ] = 20,
     hedge_after: HedgeAfterFlag = None,
     hedge_budget: HedgeBudgetFlag = None,
     hedge_percentile: HedgePercentileFlag = None,
@@ -246,6 +265,8 @@ def eval_command(
                     hedge_percentile=hedge_percentile,
                 ).overrides(),
                 order_seed=order_seed,
+                adaptive_curve=adaptive_curve,
+                curve_orders=curve_orders,
                 command="polyfuse eval " + shlex.join(sys.argv[2:])
                 if len(sys.argv) > 2 and sys.argv[1] == "eval"
                 else None,
@@ -277,12 +298,8 @@ def eval_command(
         out.print(f"  judge replies: {judge_stats.replies}, unparseable: {judge_stats.unparseable}")
     for note in result.notes:
         out.print(f"  [yellow]{escape(note)}[/]", soft_wrap=True, highlight=False)
-    for task in result.analysis.tasks:
-        for name, stats in task.adaptive.items():
-            out.print(
-                f"  {escape(_adaptive_line(task, name, stats))}", soft_wrap=True, highlight=False
-            )
-        out.print(f"  {escape(task.recommendation)}", soft_wrap=True, highlight=False)
+    for line in _result_lines(result):
+        out.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
     out.print(f"  report: {escape(str(result.report_html))}", highlight=False, soft_wrap=True)
     out.print(
         f"  routing log: {result.routing_records} records → {escape(str(result.routing_log))}"
@@ -296,18 +313,45 @@ def eval_command(
     )
 
 
+def _result_lines(result: EvalResult) -> list[str]:
+    """Per task: how the adaptive strategies sampled, then the recommendation; then the
+    adaptive curve's points."""
+    lines: list[str] = []
+    for task in result.analysis.tasks:
+        lines += [_adaptive_line(task, name, stats) for name, stats in task.adaptive.items()]
+        lines.append(task.recommendation)
+    lines += [_curve_line(point) for point in result.adaptive_curve or []]
+    return lines
+
+
 def _adaptive_line(task: TaskResult, name: str, stats: AdaptiveStats) -> str:
     """``adaptive-vote: 4.31 of 8 samples (46.1% fewer candidate calls); vs vote -0.1 pts``."""
     line = (
         f"{name}: {stats.samples:.2f} of {stats.max_samples:.2f} samples "
         f"({100 * stats.saved_share:.1f}% fewer candidate calls)"
     )
+    from ..eval.processor import base_strategy
+
     full = base_strategy(name)
     diff = task.comparison(name, full) if full in task.estimates else None
     if diff is not None:
         line += (
             f"; vs {full} {_signed(diff.diff.mean)} pts "
             f"(95% CI {_signed(diff.diff.low)} to {_signed(diff.diff.high)})"
+        )
+    return line
+
+
+def _curve_line(point: CurvePoint) -> str:
+    """``adaptive curve, confidence 0.8: 4.24 of 8.00 calls (47.0% fewer), -0.1 pts (...)``."""
+    line = (
+        f"adaptive curve, {point.label}: {point.calls:.2f} of {point.max_calls:.2f} calls "
+        f"({100 * point.saved_share:.1f}% fewer), accuracy {100 * point.accuracy.mean:.1f}%"
+    )
+    if point.delta is not None:
+        line += (
+            f", {_signed(point.delta.mean)} pts vs the full vote "
+            f"(95% CI {_signed(point.delta.low)} to {_signed(point.delta.high)})"
         )
     return line
 

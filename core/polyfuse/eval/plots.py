@@ -15,7 +15,13 @@ from typing import Any
 from .analysis import StrategyCost, TaskResult
 from .stats import Estimate
 
-__all__ = ["quality_plot", "quality_vs_cost_plot", "svg_data_uri", "sweep_plot"]
+__all__ = [
+    "adaptive_curve_plot",
+    "quality_plot",
+    "quality_vs_cost_plot",
+    "svg_data_uri",
+    "sweep_plot",
+]
 
 
 def _pyplot() -> Any:
@@ -131,6 +137,48 @@ def sweep_plot(
     ax.set_xlabel("panel size")
     ax.set_ylabel("accuracy (%)")
     ax.set_xticks(list(sizes))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def adaptive_curve_plot(
+    title: str,
+    labels: Sequence[str],
+    calls: Sequence[float],
+    accuracy: Sequence[Estimate],
+    full: int,
+) -> str:
+    """Accuracy (with CI) against candidate calls per prompt, one point per stopping threshold;
+    ``labels[full]`` (the full vote) is drawn as a dashed line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    points = [i for i in range(len(labels)) if i != full]
+    xs = [calls[i] for i in points]
+    ys = [100 * accuracy[i].mean for i in points]
+    ax.errorbar(
+        xs,
+        ys,
+        yerr=[
+            [y - 100 * accuracy[i].low for i, y in zip(points, ys, strict=True)],
+            [100 * accuracy[i].high - y for i, y in zip(points, ys, strict=True)],
+        ],
+        fmt="o-",
+        color="#4c78a8",
+        capsize=3,
+        label="adaptive stopping (95% CI)",
+    )
+    for i, x, y in zip(points, xs, ys, strict=True):
+        ax.annotate(labels[i], (x, y), textcoords="offset points", xytext=(5, -10), fontsize=7)
+    ax.axhline(
+        100 * accuracy[full].mean,
+        color="#999",
+        linestyle="--",
+        label=f"{labels[full]} ({calls[full]:.1f} calls)",
+    )
+    ax.set_xlabel("candidate calls per prompt")
+    ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

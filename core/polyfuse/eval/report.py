@@ -10,8 +10,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .adaptive_curve import FULL_VOTE, CurvePoint
 from .analysis import EvalAnalysis, TaskResult, points
-from .plots import quality_plot, quality_vs_cost_plot, svg_data_uri, sweep_plot
+from .plots import (
+    adaptive_curve_plot,
+    quality_plot,
+    quality_vs_cost_plot,
+    svg_data_uri,
+    sweep_plot,
+)
 from .stats import Estimate
 from .sweep import PanelResult
 
@@ -41,6 +48,8 @@ class ReportContext:
     settings: dict[str, str] = field(default_factory=dict)
     sweep: list[PanelResult] | None = None
     notes: list[str] = field(default_factory=list)
+    adaptive_curve: list[CurvePoint] | None = None
+    curve_orders: int = 0
 
 
 def _e(value: object) -> str:
@@ -208,6 +217,42 @@ def _sweep_rows(sweep: Sequence[PanelResult]) -> list[list[str]]:
 _SWEEP_HEAD = ["panel size", "vote %", "95% CI", "best member %", "some member right %", "panel"]
 
 
+def _curve_rows(curve: Sequence[CurvePoint]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for p in curve:
+        delta = p.delta
+        rows.append(
+            [
+                p.label,
+                _pct(p.accuracy),
+                _ci(p.accuracy),
+                "–" if delta is None else f"{(round(100 * delta.mean, 2) or 0.0):+.2f}",
+                "–" if delta is None else f"{100 * delta.low:+.2f} – {100 * delta.high:+.2f}",
+                f"{p.calls:.2f} of {p.max_calls:.2f}",
+                f"{100 * p.saved_share:.1f}%",
+            ]
+        )
+    return rows
+
+
+_CURVE_HEAD = [
+    "stopping",
+    "accuracy %",
+    "95% CI",
+    "Δ vs full vote (pts)",
+    "95% CI",
+    "candidate calls",
+    "fewer calls",
+]
+
+
+def _curve_title(context: ReportContext) -> str:
+    return (
+        "Adaptive stopping: accuracy vs candidate calls "
+        f"({context.curve_orders} random orders per prompt)"
+    )
+
+
 def _judge_lines(analysis: EvalAnalysis) -> list[str]:
     j = analysis.judge
     if not j.replies:
@@ -312,6 +357,18 @@ def render_html(analysis: EvalAnalysis, context: ReportContext) -> str:
         )
         parts.append(f"<img alt='plot' src='{svg_data_uri(svg)}'>")
         parts.append(_html_table(_SWEEP_HEAD, _sweep_rows(sweep)))
+    if context.adaptive_curve:
+        curve = context.adaptive_curve
+        parts.append(f"<h2>{_e(_curve_title(context))}</h2>")
+        svg = adaptive_curve_plot(
+            "adaptive stopping vs the full vote",
+            [p.label for p in curve],
+            [p.calls for p in curve],
+            [p.accuracy for p in curve],
+            next(i for i, p in enumerate(curve) if p.label == FULL_VOTE),
+        )
+        parts.append(f"<img alt='plot' src='{svg_data_uri(svg)}'>")
+        parts.append(_html_table(_CURVE_HEAD, _curve_rows(curve)))
     judge = _judge_lines(analysis)
     if judge:
         parts.append("<h2>Judge</h2><ul>" + "".join(f"<li>{_e(x)}</li>" for x in judge) + "</ul>")
@@ -346,6 +403,13 @@ def render_markdown(analysis: EvalAnalysis, context: ReportContext) -> str:
             "## Majority vote by panel size",
             "",
             _md_table(_SWEEP_HEAD, _sweep_rows(context.sweep)),
+            "",
+        ]
+    if context.adaptive_curve:
+        lines += [
+            f"## {_curve_title(context)}",
+            "",
+            _md_table(_CURVE_HEAD, _curve_rows(context.adaptive_curve)),
             "",
         ]
     judge = _judge_lines(analysis)

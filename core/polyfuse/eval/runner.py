@@ -39,6 +39,8 @@ from ..distill.progress import ProgressListener
 from ..distill.spec import DistillSpec
 from ..presets import PresetsConfig, load_config, with_overrides
 from ..spec import FusionOptions
+from .adaptive_curve import CurvePoint
+from .adaptive_curve import adaptive_curve as build_curve
 from .analysis import EvalAnalysis, analyse, read_generations
 from .datasets import load_dataset, write_eval_file
 from .errors import EvalConfigError, EvalDataError
@@ -57,6 +59,8 @@ from .sweep import PanelResult, grade_pool, panel_sweep
 __all__ = ["EvalResult", "aevaluate", "evaluate", "parse_strategies"]
 
 PoolsFormat = Literal["auto", "polyfuse", "zeroeval"]
+CURVE_CONFIDENCES: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+"""The thresholds the adaptive curve replays (plus the configured one)."""
 _REPLAY_ADMISSION = Admission(sampling_slots=64, max_in_flight=256)
 
 
@@ -72,6 +76,7 @@ class EvalResult:
     routing_skipped: int
     sweep: list[PanelResult] | None = None
     notes: list[str] = field(default_factory=list[str])
+    adaptive_curve: list[CurvePoint] | None = None
 
     @property
     def report_html(self) -> Path:
@@ -126,6 +131,17 @@ def _read_pool_entries(path: Path, fmt: PoolsFormat) -> list[PoolEntry]:
 def _fingerprint(payload: Mapping[str, Any]) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _fusion_options(
+    presets: PresetsConfig | None, preset: str | None, fusion: Mapping[str, Any]
+) -> tuple[PresetsConfig | None, FusionOptions]:
+    """The presets with the command line's fusion settings merged onto the preset's, and the
+    settings the adaptive strategies use (the preset's, else the defaults, with them)."""
+    if presets is not None and preset is not None and preset in presets.presets:
+        presets = with_overrides(presets, preset, fusion)
+        return presets, presets.presets[preset]
+    return presets, FusionOptions().overridden(fusion)
 
 
 def _adaptive_fingerprint(options: FusionOptions, order_seed: int) -> dict[str, Any]:
@@ -192,7 +208,9 @@ async def _inputs(
     return None, InputSpec(source, prompt_field=prompt_field, extra_fields=ROW_FIELDS)
 
 
-def _summary_json(result: EvalAnalysis, sweep: list[PanelResult] | None) -> dict[str, Any]:
+def _summary_json(
+    result: EvalAnalysis, sweep: list[PanelResult] | None, curve: list[CurvePoint] | None = None
+) -> dict[str, Any]:
     def estimate(e: Any) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and v != v else v) for k, v in asdict(e).items()}
 
@@ -241,6 +259,18 @@ def _summary_json(result: EvalAnalysis, sweep: list[PanelResult] | None) -> dict
             }
             for r in sweep or []
         ],
+        "adaptive_curve": [
+            {
+                "label": p.label,
+                "confidence": p.confidence,
+                "accuracy": estimate(p.accuracy),
+                "delta": None if p.delta is None else estimate(p.delta),
+                "calls": p.calls,
+                "max_calls": p.max_calls,
+                "saved_share": p.saved_share,
+            }
+            for p in curve or []
+        ],
     }
 
 
@@ -278,6 +308,8 @@ async def aevaluate(
     command: str | None = None,
     fusion: Mapping[str, Any] | None = None,
     order_seed: int = 0,
+    adaptive_curve: bool = False,
+    curve_orders: int = 20,
 ) -> EvalResult:
     """Evaluate strategies on a data set (live) or on recorded pools (``replay``).
 
@@ -318,8 +350,16 @@ async def aevaluate(
             draws the full pool, so that every strategy is measured on the same answers.
         order_seed: replays draw the adaptive strategies' samples in a random order per prompt
             seeded by this.
+        adaptive_curve / curve_orders: replays of verifiable pools: also report adaptive
+            stopping at several confidence thresholds against the full vote, each prompt drawn
+            in ``curve_orders`` random orders (:mod:`polyfuse.eval.adaptive_curve`).
     """
     chosen = parse_strategies(strategies)
+    if adaptive_curve and not replay:
+        raise EvalConfigError(
+            "the adaptive curve replays recorded pools in random orders: add --replay (live, "
+            "compare the adaptive-* strategies instead)"
+        )
     if importlib.util.find_spec("matplotlib") is None:
         raise EvalConfigError(
             'the eval report needs matplotlib: pip install ".[eval]" in a polyfuse checkout'
@@ -335,12 +375,7 @@ async def aevaluate(
         source, out, chosen, replay, pools_format, panel, dataset, prompt_field
     )
     presets = _config(config)
-    options = FusionOptions()
-    if presets is not None and preset is not None and preset in presets.presets:
-        presets = with_overrides(presets, preset, fusion or {})
-        options = presets.presets[preset]
-    elif fusion:
-        options = options.overridden(fusion)
+    presets, options = _fusion_options(presets, preset, fusion or {})
     model_strategies = [s for s in chosen if s not in MODEL_FREE]
     adaptive_chosen = any(s in ADAPTIVE_STRATEGIES for s in chosen)
     if presets is None and (not replay or model_strategies):
@@ -431,9 +466,24 @@ async def aevaluate(
         )
     )
     sweep_results: list[PanelResult] | None = None
-    if sweep and entries is not None:
+    curve: list[CurvePoint] | None = None
+    if (sweep or adaptive_curve) and entries is not None:
         graded = await grade_pool(entries, grader=grader)
-        sweep_results = panel_sweep(graded, order=panel or None, resamples=resamples)
+        if sweep:
+            sweep_results = panel_sweep(graded, order=panel or None, resamples=resamples)
+        if adaptive_curve:
+            settings = options.adaptive or AdaptiveSampling()
+            curve = await asyncio.to_thread(
+                lambda: build_curve(
+                    graded,
+                    settings=settings,
+                    confidences=[*CURVE_CONFIDENCES, settings.confidence],
+                    panel=panel or None,
+                    orders=curve_orders,
+                    seed=order_seed,
+                    resamples=resamples,
+                )
+            )
     notes: list[str] = []
     if judge_backend is None and any(t.metric != "accuracy" for t in analysis.tasks):
         notes.append(
@@ -454,13 +504,15 @@ async def aevaluate(
         },
         sweep=sweep_results,
         notes=notes,
+        adaptive_curve=curve,
+        curve_orders=curve_orders,
     )
     html_text = await asyncio.to_thread(render_html, analysis, context)
     (out / "report.html").write_text(html_text, encoding="utf-8")
     (out / "report.md").write_text(render_markdown(analysis, context), encoding="utf-8")
     (out / "summary.json").write_text(
         json.dumps(
-            _finite(_summary_json(analysis, sweep_results)),
+            _finite(_summary_json(analysis, sweep_results, curve)),
             indent=2,
             ensure_ascii=False,
             allow_nan=False,
@@ -479,6 +531,7 @@ async def aevaluate(
         routing_skipped=skipped,
         sweep=sweep_results,
         notes=notes,
+        adaptive_curve=curve,
     )
 
 
