@@ -103,6 +103,8 @@ def test_hedge_fallback_by_name_or_url(tmp_path: Path) -> None:
     fallback = plan.config.endpoints["hedge"]
     assert fallback.base_url == FALLBACK and fallback.model == "qwen"
     assert plan.config.presets[plan.preset].hedge == HedgeSettings(after=1.0, fallback="hedge")
+    with pytest.raises(InvalidRequestError, match="embedded model"):
+        plan_ask(AskOptions(fusion_flags=flags))  # the embedded model: no URL to hedge to
     # in Python the fallback is the backend itself
     backup = OpenAIEndpoint(FALLBACK, "qwen")
     spec = FusionSpec(pool=[OpenAIEndpoint(URL, "qwen")], hedge={"after": 1, "fallback": backup})

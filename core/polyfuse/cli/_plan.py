@@ -166,7 +166,7 @@ def _from_flags(options: AskOptions) -> AskPlan:
     pool = list(endpoints)
     fusor = _flag_fusor(options, endpoints)
     flags = options.fusion_overrides()
-    _hedge_fallback(flags, endpoints, options.api_key)
+    _hedge_fallback(flags, endpoints, options.api_key, pool)
     merged = FusionOptions().overridden(flags)
     n = merged.samples_per_member(len(pool))
     preset: dict[str, Any] = {**flags, "pool": pool, "n": n}
@@ -251,7 +251,7 @@ def _from_file(options: AskOptions) -> AskPlan:
         )
     flags = options.fusion_overrides()
     added = {ref: spec.model_dump() for ref, spec in config.endpoints.items()}
-    _hedge_fallback(flags, added, options.api_key)
+    _hedge_fallback(flags, added, options.api_key, list(config.presets[name].pool))
     tuned = config.presets[name].overridden(flags)
     preset = tuned.model_dump()
     tuned.check_quorum(preset["n"] * len(preset["pool"]))
@@ -263,20 +263,24 @@ def _from_file(options: AskOptions) -> AskPlan:
 
 
 def _hedge_fallback(
-    flags: dict[str, Any], endpoints: dict[str, dict[str, Any]], api_key: SecretStr | None
+    flags: dict[str, Any],
+    endpoints: dict[str, dict[str, Any]],
+    api_key: SecretStr | None,
+    pool: list[str],
 ) -> None:
     """Resolve ``--hedge-fallback``: an endpoint name stays; a URL becomes an endpoint serving
-    the first remote endpoint's model."""
+    the model of the pool's first remote endpoint."""
     hedge = flags.get("hedge")
     fallback = hedge.get("fallback") if isinstance(hedge, dict) else None
     if fallback is None:
         return
     assert isinstance(hedge, dict)
     if _is_url(fallback):
-        remote = [spec for spec in endpoints.values() if not spec.get("local")]
+        remote = [endpoints[ref] for ref in pool if not endpoints[ref].get("local")]
         if not remote:
             raise InvalidRequestError(
-                "--hedge-fallback URL needs a remote endpoint whose model it serves"
+                "--hedge-fallback URL needs a remote pool endpoint whose model it serves "
+                "(the embedded model has no URL to hedge to)"
             )
         name = _HEDGE
         while name in endpoints:
