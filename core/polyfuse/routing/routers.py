@@ -15,7 +15,8 @@ Saved routers are one ``.npz`` file (numpy's zip of arrays, loaded with
     {"format": "polyfuse-router", "version": 1, "kind": "knn" | "mlp",
      "models": [...], "tasks": [...], "embedder": "wordllama:l2_supercat:256",
      "params": {...}, "prices": {model: [input, output] $/M tokens},
-     "output_tokens": 256, "ranges": {...}, "trained": {"queries": N, "seconds": s}}
+     "output_tokens": 256, "ranges": {...}, "trained": {"queries": N, "seconds": s},
+     "calibration": {"tolerance": ε, "params": {...}, "validation": {...}} (optional)}
 
 and whose other arrays are the learned numbers (documented per router class).
 """
@@ -61,6 +62,8 @@ class Router(ABC):
     """
 
     kind: ClassVar[str]
+    prediction_grid: ClassVar[dict[str, tuple[float, ...]]] = {"prior_weight": (0.3, 0.5, 0.7)}
+    """Prediction-time settings (attributes) that calibration may choose, and their values."""
 
     def __init__(self, *, prior_weight: float = 0.5) -> None:
         if not 0.0 <= prior_weight <= 1.0:
@@ -75,6 +78,16 @@ class Router(ABC):
         self.task_prior: FloatMatrix = np.zeros((0, 0))
         self.global_prior: FloatMatrix = np.zeros(0)
         self.trained: dict[str, Any] = {}
+        self.calibration: dict[str, Any] = {}
+        """What ``route train`` chose on a validation split (see
+        :mod:`polyfuse.routing.calibrate`): the prediction settings, the ``tolerance`` and the
+        validation numbers; empty when the router was not calibrated."""
+
+    @property
+    def tolerance(self) -> float | None:
+        """The validated tolerance ε of the cheapest-within-ε selection (None if none)."""
+        value = self.calibration.get("tolerance")
+        return float(value) if isinstance(value, int | float) else None
 
     # ------------------------------------------------------------------ training
 
@@ -220,6 +233,7 @@ class Router(ABC):
                 "cost": _ranges_json(self.ranges.cost),
             },
             "trained": self.trained,
+            "calibration": self.calibration,
         }
         blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -280,6 +294,10 @@ class KnnRouter(Router):
     """
 
     kind: ClassVar[str] = "knn"
+    prediction_grid: ClassVar[dict[str, tuple[float, ...]]] = {
+        "prior_weight": (0.3, 0.5, 0.7),
+        "temperature": (0.02, 0.05, 0.1),
+    }
 
     def __init__(self, k: int = 100, temperature: float = 0.05, *, prior_weight: float = 0.5):
         super().__init__(prior_weight=prior_weight)
@@ -507,6 +525,7 @@ def load_router(path: str | Path) -> Router:
         _ranges_from_json(header["ranges"]["score"]), _ranges_from_json(header["ranges"]["cost"])
     )
     router.trained = dict(header.get("trained", {}))
+    router.calibration = dict(header.get("calibration", {}))
     router.task_prior = arrays["task_prior"].astype(np.float64)
     router.global_prior = arrays["global_prior"].astype(np.float64)
     router._restore(arrays)
