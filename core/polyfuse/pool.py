@@ -110,6 +110,12 @@ class Pool:
         parts = ", ".join(f"{m.backend.name}×{m.samples}" for m in self.members)
         return f"Pool([{parts}])"
 
+    @property
+    def members_per_request(self) -> int:
+        """How many members one request samples: all of them (a routed pool asks its top k;
+        see :class:`polyfuse.routing.RoutedPool`)."""
+        return len(self.members)
+
     def with_members(self, members: Sequence[PoolMember]) -> Pool:
         """A pool of the same kind over ``members`` (one per current member, in order) — how
         wrappers that rebuild members (per-call callbacks, hedging) keep a pool's behaviour,

@@ -117,6 +117,11 @@ class RoutedPool(Pool):
             by_model[key] = member
         return cls(by_model, selector, task=task)
 
+    @property
+    def members_per_request(self) -> int:
+        """The ``k`` models the selector chooses per request (fewer when over budget)."""
+        return min(self.selector.k, len(self.members))
+
     def with_members(self, members: Sequence[PoolMember]) -> RoutedPool:
         """The same routing over replacement ``members`` (one per router model, in the order
         of :attr:`members`), e.g. the per-call views ``ChatFusion`` binds callbacks to."""
