@@ -101,8 +101,15 @@ def test_train_then_eval_beats_the_best_single_model(
     shown = capsys.readouterr()
     assert shown.out.split()[0] == "model-a" and len(shown.out.split()) == 2
     assert "predicted score" in shown.err and "task math" in shown.err
+    # model-c is cheap and right on half of each task: within 0.9 of the best, it is taken.
+    assert run(["route", "show", str(knn), math_query, "--tolerance", "0.9"]) == 0
+    assert capsys.readouterr().out.split() == ["model-c"]
+    assert run(["route", "show", str(knn), math_query, "--tolerance", "lots"]) == 2
+    assert "--tolerance must be a number or 'calibrated'" in capsys.readouterr().err
     assert run(["route", "show", str(knn)]) == 0
-    assert "knn router, 3 models, 2 tasks" in capsys.readouterr().err
+    shown_err = capsys.readouterr().err
+    assert "knn router, 3 models, 2 tasks" in shown_err
+    assert "calibrated on 12 held-out training queries" in shown_err
     assert "| performance-first | router-knn | 1.0000 |" in markdown.read_text()
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Generator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -406,6 +406,17 @@ def eval_command(
         json_out.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
+def _tolerance(raw: str | None) -> float | Literal["calibrated"] | None:
+    if raw is None or raw == "calibrated":
+        return raw
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidRequestError(
+            f"--tolerance must be a number or 'calibrated' (got {raw!r})"
+        ) from None
+
+
 @route_app.command("show")
 def show_command(
     router_path: Annotated[Path, typer.Argument(help="A router file (.npz).")],
@@ -424,6 +435,14 @@ def show_command(
         float | None,
         typer.Option(help="The most the chosen models may cost per query.", show_default=False),
     ] = None,
+    tolerance: Annotated[
+        str | None,
+        typer.Option(
+            help="Prefer the cheapest model within this much of the best score: a number, or "
+            "'calibrated' (the router's validated ε).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Describe a router file, or show how it routes one query (every model's predicted score,
     estimated cost and scenario score)."""
@@ -439,6 +458,12 @@ def show_command(
             f"{router.trained.get('queries', '?')} queries; output tokens assumed: "
             f"{router.output_tokens}"
         )
+        if router.calibration:
+            params = ", ".join(f"{k}={v:g}" for k, v in router.calibration["params"].items())
+            console.print(
+                f"calibrated on {router.calibration['validation']['queries']} held-out training "
+                f"queries: {escape(params)}; tolerance ε: {router.tolerance}"
+            )
         table = Table()
         for column in ("model", "mean score in the log", "$/M in", "$/M out"):
             table.add_column(column)
@@ -452,7 +477,9 @@ def show_command(
             )
         console.print(table)
         return
-    selector = CostAwareSelector(router, scenario, k=k, budget_usd=budget_usd)
+    selector = CostAwareSelector(
+        router, scenario, k=k, budget_usd=budget_usd, tolerance=_tolerance(tolerance)
+    )
     selector.route(query, task)  # warm-up: loads the embedder and tokenizer
     decision = selector.route(query, task)
     table = Table(
