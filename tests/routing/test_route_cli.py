@@ -51,8 +51,8 @@ def test_train_then_eval_beats_the_best_single_model(
     assert code == 0, err
     assert "routers trained on 80 queries × 3 models" in err
     assert "knn: validation on 12 held-out training queries" in err  # 15% of each task
-    knn, mlp = out / "router-knn.npz", out / "router-mlp.npz"
-    assert load_router(knn).kind == "knn" and load_router(mlp).kind == "mlp"
+    knn, mlp, mf = out / "router-knn.npz", out / "router-mlp.npz", out / "router-mf.npz"
+    assert [load_router(f).kind for f in (knn, mlp, mf)] == ["knn", "mlp", "mf"]
     assert load_router(knn).calibration["validation"]["fit_queries"] == 68
     results, plot, markdown = tmp_path / "r.json", tmp_path / "r.png", tmp_path / "r.md"
     code = run(
@@ -61,6 +61,7 @@ def test_train_then_eval_beats_the_best_single_model(
             "eval",
             str(knn),
             str(mlp),
+            str(mf),
             "--train",
             str(train),
             "--test",
@@ -82,7 +83,7 @@ def test_train_then_eval_beats_the_best_single_model(
     assert "performance-first" in err and "oracle" in err and "mean score per task" in err
     assert "route ms (median)" in err
     data = json.loads(results.read_text())
-    for name in ("router-knn", "router-mlp"):
+    for name in ("router-knn", "router-mlp", "router-mf"):
         speed = data["speed"][name]
         assert speed["trained_queries"] == 80 and speed["queries"] == 20
         assert speed["route_median_ms"] > 0 and speed["calibration_seconds"] is not None

@@ -25,7 +25,7 @@ route_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_KINDS = ("knn", "mlp")
+_KINDS = ("knn", "mlp", "mf")
 
 LogsArg = Annotated[
     list[Path] | None,
@@ -207,7 +207,7 @@ def train_command(
     ),
     kind: Annotated[
         list[str] | None,
-        typer.Option("--kind", help="Routers to train: knn, mlp (repeat; default: both)."),
+        typer.Option("--kind", help="Routers to train: knn, mlp, mf (repeat; default: all three)."),
     ] = None,
     prices: PricesOpt = None,
     output_tokens: OutputTokensOpt = 256,
@@ -216,7 +216,8 @@ def train_command(
     embed_model: EmbedModelOpt = None,
     k: Annotated[int, typer.Option(help="kNN: neighbours.")] = 100,
     temperature: Annotated[float, typer.Option(help="kNN: similarity temperature.")] = 0.05,
-    epochs: Annotated[int, typer.Option(help="MLP: passes over the log.")] = 12,
+    epochs: Annotated[int, typer.Option(help="MLP and MF: passes over the log.")] = 12,
+    rank: Annotated[int, typer.Option(help="MF: latent factors per query and model.")] = 32,
     prior_weight: Annotated[
         float,
         typer.Option(
@@ -241,7 +242,7 @@ def train_command(
     selection are chosen on the held-out part; then it is trained on the whole log.
     """
     from ..routing.calibrate import Calibration, calibrate_router
-    from ..routing.routers import KnnRouter, MlpRouter, Router
+    from ..routing.routers import KnnRouter, MfRouter, MlpRouter, Router
     from ..routing.sources import embed_with_cache, make_embedder
 
     kinds = kind or list(_KINDS)
@@ -262,9 +263,13 @@ def train_command(
             def make(name: str = name, label: str = "training") -> Router:
                 if name == "knn":
                     return KnnRouter(k=k, temperature=temperature, prior_weight=prior_weight)
-                mlp = MlpRouter(epochs=epochs, prior_weight=prior_weight)
-                mlp.on_epoch = step(f"{label} mlp (epochs)", epochs)
-                return mlp
+                neural = (
+                    MlpRouter(epochs=epochs, prior_weight=prior_weight)
+                    if name == "mlp"
+                    else MfRouter(rank, epochs, prior_weight=prior_weight)
+                )
+                neural.on_epoch = step(f"{label} {name} (epochs)", epochs)
+                return neural
 
             calibration = None
             if validation > 0 and not _splittable(table, validation):

@@ -3,6 +3,8 @@
 * :class:`KnnRouter`: similarity-weighted nearest neighbours over query embeddings.
 * :class:`MlpRouter`: a one-hidden-layer network (numpy, Adam) with a score head per model
   and a task head.
+* :class:`MfRouter`: matrix factorisation — query and model latent factors (the MLP's
+  training with a linear, low-rank hidden layer).
 
 Both blend their per-query estimate with the **task prior** (each model's mean score on the
 query's task in the log): the task is taken from the caller when known, else inferred (the
@@ -12,7 +14,7 @@ neighbours' tasks, or the task head). On LLMRouter's logs the blend beats either
 Saved routers are one ``.npz`` file (numpy's zip of arrays, loaded with
 ``allow_pickle=False``: no code is ever unpickled) whose ``header`` array holds UTF-8 JSON::
 
-    {"format": "polyfuse-router", "version": 1, "kind": "knn" | "mlp",
+    {"format": "polyfuse-router", "version": 1, "kind": "knn" | "mlp" | "mf",
      "models": [...], "tasks": [...], "embedder": "wordllama:l2_supercat:256",
      "params": {...}, "prices": {model: [input, output] $/M tokens},
      "output_tokens": 256, "ranges": {...}, "trained": {"queries": N, "seconds": s},
@@ -43,6 +45,7 @@ __all__ = [
     "ROUTER_FORMAT_VERSION",
     "ROUTER_KINDS",
     "KnnRouter",
+    "MfRouter",
     "MlpRouter",
     "Router",
     "load_router",
@@ -415,9 +418,17 @@ class MlpRouter(Router):
         # Unit rows have entries of about 1/sqrt(d); scale them to unit variance.
         return embeddings.astype(np.float64) * np.sqrt(embeddings.shape[1])
 
+    def _activate(self, z: FloatMatrix) -> FloatMatrix:
+        """The hidden layer's activation (ReLU)."""
+        return np.maximum(z, 0.0)
+
+    def _activation_slope(self, h: FloatMatrix) -> FloatMatrix:
+        """d activation / d input at the hidden values ``h`` (for back-propagation)."""
+        return (h > 0).astype(np.float64)
+
     def _forward(self, x: FloatMatrix) -> tuple[FloatMatrix, FloatMatrix, FloatMatrix]:
         p = self._weights
-        h = np.maximum(_dot(x, p["W1"]) + p["b1"], 0.0)
+        h = self._activate(_dot(x, p["W1"]) + p["b1"])
         scores = 1.0 / (1.0 + np.exp(-(_dot(h, p["W2"]) + p["b2"])))
         return h, scores, _dot(h, p["W3"]) + p["b3"]
 
@@ -457,7 +468,7 @@ class MlpRouter(Router):
                     "W3": h.T @ grad_t,
                     "b3": grad_t.sum(axis=0),
                 }
-                grad_h = (grad_s @ p["W2"].T + grad_t @ p["W3"].T) * (h > 0)
+                grad_h = (grad_s @ p["W2"].T + grad_t @ p["W3"].T) * self._activation_slope(h)
                 grads["W1"] = x.T @ grad_h
                 grads["b1"] = grad_h.sum(axis=0)
                 step += 1
@@ -484,7 +495,62 @@ class MlpRouter(Router):
         }
 
 
-ROUTER_KINDS: dict[str, type[Router]] = {"knn": KnnRouter, "mlp": MlpRouter}
+class MfRouter(MlpRouter):
+    """A matrix-factorisation router (RouteLLM's and FusionFactory's "MF"): a query's
+    embedding is projected to ``rank`` latent factors, each model has ``rank`` factors, and
+    the predicted score is ``sigmoid(⟨P·x, v_model⟩ + b_model)``.
+
+    It is :class:`MlpRouter` with a linear hidden layer of ``rank`` units (the projection
+    ``P`` is ``W1``, the model factors are the columns of ``W2``), trained the same way, with
+    the same task head. Saved arrays: as :class:`MlpRouter`'s.
+
+    Args:
+        rank: latent factors per query and model.
+        epochs / learning_rate / weight_decay / batch_size / seed / prior_weight: as
+            :class:`MlpRouter`'s.
+    """
+
+    kind: ClassVar[str] = "mf"
+
+    def __init__(
+        self,
+        rank: int = 32,
+        epochs: int = 12,
+        *,
+        learning_rate: float = 2e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 128,
+        seed: int = 0,
+        prior_weight: float = 0.5,
+    ) -> None:
+        super().__init__(
+            hidden=rank,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            seed=seed,
+            prior_weight=prior_weight,
+        )
+
+    @property
+    def rank(self) -> int:
+        """Latent factors per query and model."""
+        return self.hidden
+
+    def _params(self) -> dict[str, Any]:
+        params = super()._params()
+        params["rank"] = params.pop("hidden")
+        return params
+
+    def _activate(self, z: FloatMatrix) -> FloatMatrix:
+        return z
+
+    def _activation_slope(self, h: FloatMatrix) -> FloatMatrix:
+        return np.ones_like(h)
+
+
+ROUTER_KINDS: dict[str, type[Router]] = {"knn": KnnRouter, "mlp": MlpRouter, "mf": MfRouter}
 """Router classes by the ``kind`` written in their files."""
 
 
