@@ -92,11 +92,15 @@ class FusionPlan:
 
     spec: FusionSpec
     fusion: Fusion
+    template: Pool | None = None
+    """The ready pool ``ChatFusion(pool=...)`` was given: every fusion built here samples a
+    pool of its kind (:meth:`Pool.with_members`), so a routed pool keeps routing instead of
+    becoming a plain pool of all its members."""
 
     @classmethod
-    def build(cls, spec: FusionSpec) -> FusionPlan:
+    def build(cls, spec: FusionSpec, template: Pool | None = None) -> FusionPlan:
         """Build the spec's fusion (raises :class:`InvalidRequestError` for bad settings)."""
-        return cls(spec, spec.build())
+        return cls(spec, _with_template(spec.build(), template), template)
 
     @property
     def pool(self) -> Pool:
@@ -132,4 +136,11 @@ class FusionPlan:
 
         members = [PoolMember(bind(m.backend), m.samples, m.params) for m in self.members]
         update = {"pool": members, "fusor": bind(self.fusor)}
-        return self.spec.model_copy(update=update).build()
+        return _with_template(self.spec.model_copy(update=update).build(), self.template)
+
+
+def _with_template(fusion: Fusion, template: Pool | None) -> Fusion:
+    """``fusion`` sampling a pool of ``template``'s kind over the pool it was built with."""
+    if template is not None:
+        fusion.pool = template.with_members(fusion.pool.members)
+    return fusion
