@@ -336,6 +336,8 @@ def _hedger(settings: HedgeSettings) -> Callable[[Backend], Backend]:
         )
 
     def wrap(backend: Backend) -> Backend:
+        if isinstance(backend, HedgedBackend):  # already hedged (a per-call view): never twice
+            return backend
         if id(backend) not in wrapped:
             wrapped[id(backend)] = HedgedBackend(
                 backend,
