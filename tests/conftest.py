@@ -2,7 +2,8 @@
 
 One uvicorn server runs for the whole session; each test gets a fresh
 :class:`~polyfuse.testing.FakeOpenAIServer` app behind it (``fake``), or configures its own
-with ``make_fake(n_mode="reject", ...)``.
+with ``make_fake(n_mode="reject", ...)``. Likewise one embedded llama.cpp model
+(``embedded_model``) serves every test that only talks to it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ class _Switch:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Iterator[Any]:
+    """The embedded SmolLM2 chat server (4 slots of 2048 tokens: three candidates and a fusor
+    at once), started once for the session: each start costs seconds of model loading on CI's
+    two cores. Tests that start, stop or configure a model make their own (embeddings too:
+    with more than 2 slots llama.cpp's batched embeddings differ from single ones)."""
+    pytest.importorskip("xllamacpp", reason="the embedded model needs polyfuse[local]")
+    from polyfuse.local import LocalModel
+
+    with LocalModel(slots=4, ctx_per_slot=2048) as model:
+        yield model
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -95,13 +94,9 @@ def test_rag_chain_command_line(lc_url: str) -> None:
     assert done.stdout.startswith("Answer")
 
 
-@pytest.fixture(scope="module")
-def local_model() -> Iterator[Any]:
-    pytest.importorskip("xllamacpp", reason="the embedded model needs polyfuse[local]")
-    from polyfuse.local import LocalModel
-
-    with LocalModel(slots=3) as model:
-        yield model
+@pytest.fixture(scope="session")
+def local_model(embedded_model: Any) -> Any:
+    return embedded_model  # the session's
 
 
 @pytest.mark.local_model

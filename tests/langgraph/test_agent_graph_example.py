@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -73,13 +72,9 @@ def test_command_line_thread_in_sqlite(
     assert "fusion 5: 3/3 candidates ok" in second  # the thread went on from the checkpoint
 
 
-@pytest.fixture(scope="module")
-def local_model() -> Iterator[Any]:
-    pytest.importorskip("xllamacpp", reason="the embedded model needs polyfuse[local]")
-    from polyfuse.local import LocalModel
-
-    with LocalModel(slots=3) as model:
-        yield model
+@pytest.fixture(scope="session")
+def local_model(embedded_model: Any) -> Any:
+    return embedded_model  # the session's
 
 
 @pytest.mark.local_model
