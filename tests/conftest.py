@@ -3,7 +3,8 @@
 One uvicorn server runs for the whole session; each test gets a fresh
 :class:`~polyfuse.testing.FakeOpenAIServer` app behind it (``fake``), or configures its own
 with ``make_fake(n_mode="reject", ...)``. Likewise one embedded llama.cpp model
-(``embedded_model``) serves every test that only talks to it.
+(``embedded_model``) serves every test that only talks to it, and one local Ray instance
+(``local_ray``) every ``ray`` test: those run last, together, so Ray is up only while they run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,23 @@ class _Switch:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the ``ray`` tests to the end (in their order), where ``local_ray`` serves them all."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """A local Ray instance (2 CPUs, no dashboard) for the session's ``ray`` tests: starting one
+    takes seconds."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture(scope="session")
