@@ -94,19 +94,14 @@ def test_rag_chain_command_line(lc_url: str) -> None:
     assert done.stdout.startswith("Answer")
 
 
-@pytest.fixture(scope="session")
-def local_model(embedded_model: Any) -> Any:
-    return embedded_model  # the session's
-
-
 @pytest.mark.local_model
-def test_lcel_chain_on_the_embedded_model(local_model: Any) -> None:
+def test_lcel_chain_on_the_embedded_model(embedded_model: Any) -> None:
     llm = lcel.fused_llm(
-        local_model.base_url,
-        local_model.model,
+        embedded_model.base_url,
+        embedded_model.model,
         n=2,
         supports_n=False,
-        max_concurrency=local_model.slots,
+        max_concurrency=embedded_model.slots,
         max_tokens=16,
     )
     details = lcel.FusionDetails()

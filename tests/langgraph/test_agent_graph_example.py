@@ -72,19 +72,14 @@ def test_command_line_thread_in_sqlite(
     assert "fusion 5: 3/3 candidates ok" in second  # the thread went on from the checkpoint
 
 
-@pytest.fixture(scope="session")
-def local_model(embedded_model: Any) -> Any:
-    return embedded_model  # the session's
-
-
 @pytest.mark.local_model
-def test_the_agent_on_the_embedded_model(local_model: Any) -> None:
+def test_the_agent_on_the_embedded_model(embedded_model: Any) -> None:
     model = example.fused_model(
-        local_model.base_url,
-        local_model.model,
+        embedded_model.base_url,
+        embedded_model.model,
         n=2,
         supports_n=False,
-        max_concurrency=local_model.slots,
+        max_concurrency=embedded_model.slots,
         max_tokens=16,
     )
     app = example.build_agent(model, checkpointer=InMemorySaver())
