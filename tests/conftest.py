@@ -4,7 +4,8 @@ One uvicorn server runs for the whole session; each test gets a fresh
 :class:`~polyfuse.testing.FakeOpenAIServer` app behind it (``fake``), or configures its own
 with ``make_fake(n_mode="reject", ...)``. Likewise one embedded llama.cpp model
 (``embedded_model``) serves every test that only talks to it, and one local Ray instance
-(``local_ray``) every ``ray`` test: those run last, together, so Ray is up only while they run.
+(``local_ray``) every test that needs one: those run last, together, so Ray is up only while
+they run.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class _Switch:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Move the ``ray`` tests to the end (in their order), where ``local_ray`` serves them all."""
-    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)
+    """Move the tests that use ``local_ray`` to the end (in their order): one Ray start serves
+    them all, and no other test finds a running Ray (``--ray-address auto`` must not)."""
+    items.sort(key=lambda item: "local_ray" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")
