@@ -19,16 +19,21 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --platform manylinux2014_x86_64 -d "$dest/wheels" \
   gguf==0.19.0 pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 \
   typing-inspection==0.4.5 fastapi==0.165.0 starlette==1.10.0 uvicorn==0.54.0 \
-  openai==2.54.0 jiter==0.19.0 distro==1.9.0 sniffio==1.3.1 opentelemetry-api==1.45.2
+  openai==2.54.0 jiter==0.19.0 distro==1.9.0 sniffio==1.3.1 opentelemetry-api==1.45.2 \
+  importlib-metadata==10.2.0 httptools==0.9.0
 du -sh "$dest/wheels"
 
 # 2. data (read by polyfuse eval's loaders; never committed)
 cp "$data/gsm8k/test.jsonl" "$dest/data/gsm8k.jsonl"
-cp "$data/mbpp/mbpp.jsonl" "$dest/data/mbpp.jsonl"
+# MBPP's test split is task_ids 11..510 (the paper's split; the file holds all 974 tasks)
+python3 -c 'import json,sys
+for line in open(sys.argv[1]):
+    if line.strip() and 11 <= json.loads(line)["task_id"] <= 510: sys.stdout.write(line)' \
+  "$data/mbpp/mbpp.jsonl" > "$dest/data/mbpp_test.jsonl"
 mkdir -p "$dest/data/mt_bench" && cp -r "$data/mt_bench/." "$dest/data/mt_bench/"
 
 # 3. the model, fetched and verified by polyfuse, cut into chunks
-gguf="$(python3 -c 'from polyfuse.local import model_gguf; print(model_gguf("qwen2.5-coder-1.5b", show_progress=True))')"
+gguf="$(${PY:-python3} -c 'from polyfuse.local import model_gguf; print(model_gguf("qwen2.5-coder-1.5b", show_progress=True))')"
 rm -f "$dest/chunks/"*
 split -b "${chunk_mib}m" -d -a 2 "$gguf" "$dest/chunks/qwen."
 ls "$dest/chunks" | wc -l | xargs echo "chunks:"

@@ -136,6 +136,25 @@ class HedgedBackend:
     def __repr__(self) -> str:
         return f"HedgedBackend({self.backend!r}, after={self.after:g})"
 
+    def rebound(self, rebind: Callable[[Backend], Backend]) -> HedgedBackend:
+        """The same hedging over ``rebind(backend)`` (and ``rebind(fallback)``).
+
+        The view shares this wrapper's budget and observed times, so a per-call view (e.g. a
+        LangChain model bound to one call's callbacks) hedges as the long-lived one would.
+        """
+        backend = rebind(self.backend)
+        fallback = None if self.fallback is self.backend else rebind(self.fallback)
+        view = HedgedBackend(
+            backend,
+            after=self.after,
+            fallback=fallback,
+            budget=self.budget,
+            percentile=self.percentile,
+        )
+        view.observed = self.observed
+        view.supports_n = self.supports_n
+        return view
+
     async def aclose(self) -> None:
         """Close the wrapped backend (and the fallback)."""
         await self.backend.aclose()

@@ -110,6 +110,22 @@ class Pool:
         parts = ", ".join(f"{m.backend.name}×{m.samples}" for m in self.members)
         return f"Pool([{parts}])"
 
+    @property
+    def members_per_request(self) -> int:
+        """How many members one request samples: all of them (a routed pool asks its top k;
+        see :class:`polyfuse.routing.RoutedPool`)."""
+        return len(self.members)
+
+    def with_members(self, members: Sequence[PoolMember]) -> Pool:
+        """A pool of the same kind over ``members`` (one per current member, in order) — how
+        wrappers that rebuild members (per-call callbacks, hedging) keep a pool's behaviour,
+        e.g. a :class:`~polyfuse.routing.RoutedPool`'s routing."""
+        if len(members) != len(self.members):
+            raise InvalidRequestError(
+                f"{len(members)} members to replace this pool's {len(self.members)}"
+            )
+        return Pool(members)
+
     async def for_request(self, request: ChatRequest) -> Pool:
         """The pool that samples ``request``: this one (a routed pool picks members per query;
         see :class:`polyfuse.routing.RoutedPool`)."""

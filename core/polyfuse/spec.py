@@ -26,7 +26,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -89,6 +89,9 @@ class RouteSpec(BaseModel):
     """The most the chosen models may cost together per query (estimated)."""
     task: str | None = None
     """The queries' task, when known."""
+    tolerance: float | Literal["calibrated"] | None = None
+    """Prefer the cheapest model within this much of the best predicted score
+    (``"calibrated"``: the router's validated ε); see ``CostAwareSelector``."""
 
     def routed_pool(self, pool: Pool) -> Pool:
         """``pool`` as a :class:`~polyfuse.routing.RoutedPool` over the same members."""
@@ -97,7 +100,11 @@ class RouteSpec(BaseModel):
         from .routing.selector import CostAwareSelector
 
         selector = CostAwareSelector(
-            load_router(self.router), self.scenario, k=self.k, budget_usd=self.budget_usd
+            load_router(self.router),
+            self.scenario,
+            k=self.k,
+            budget_usd=self.budget_usd,
+            tolerance=self.tolerance,
         )
         return RoutedPool.from_members(pool.members, selector, task=self.task)
 
@@ -303,6 +310,8 @@ def _hedger(settings: HedgeSettings) -> Callable[[Backend], Backend]:
     wrapped: dict[int, Backend] = {}
 
     def wrap(backend: Backend) -> Backend:
+        if isinstance(backend, HedgedBackend):  # already hedged (a per-call view): never twice
+            return backend
         if id(backend) not in wrapped:
             wrapped[id(backend)] = HedgedBackend(
                 backend, after=settings.after, budget=budget, percentile=settings.percentile

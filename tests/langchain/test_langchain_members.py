@@ -23,6 +23,8 @@ from polyfuse import (
     AuthenticationError,
     ChatRequest,
     Fusion,
+    HedgedBackend,
+    HedgeSettings,
     InvalidRequestError,
     Pool,
     ServerError,
@@ -114,6 +116,38 @@ def test_members_are_child_runs_of_the_fusion(chat_openai: Callable[..., ChatOpe
     assert fusion["calls"][0]["model"] == "f"
     assert message.usage_metadata is not None and message.usage_metadata["input_tokens"] > 0
     assert fusion["usage"]["total"]["calls"] == 3
+
+
+def test_hedged_members_are_child_runs_and_hedged_once(
+    chat_openai: Callable[..., ChatOpenAI],
+) -> None:
+    model = ChatFusion(
+        candidates=[chat_openai("a"), chat_openai("b")],
+        fusor=chat_openai("f"),
+        hedge=HedgeSettings(after=30.0),
+    )
+    runs = Runs()
+    message = model.invoke("hello hedged members", config={"callbacks": [runs]})
+    children = runs.runs[1:]
+    assert len(children) == 3  # the callbacks reach the LangChain members behind the hedging
+    assert {c["parent"] for c in children} == {runs.runs[0]["id"]}
+    assert message.response_metadata["fusion"]["usage"]["total"]["calls"] == 3
+    # the call's fusion hedges each member once, with the hedging state of the ready fusion
+    ready = model._plan.fusion  # pyright: ignore[reportPrivateUsage]
+    per_call = model._plan.fusion_for([runs])  # pyright: ignore[reportPrivateUsage]
+    for before, member in zip(ready.pool.members, per_call.pool.members, strict=True):
+        assert isinstance(member.backend, HedgedBackend)
+        assert isinstance(before.backend, HedgedBackend)
+        assert isinstance(member.backend.backend, LangChainBackend)
+        assert member.backend.budget is before.backend.budget
+        assert member.backend.observed is before.backend.observed
+
+
+def test_hedged_members_without_tool_support_fail_clearly() -> None:
+    fake = GenericFakeChatModel(messages=iter([AIMessage("x")] * 4))
+    model = ChatFusion(candidates=[fake], n=2, hedge=HedgeSettings(after=30.0))
+    with pytest.raises(InvalidRequestError, match="does not implement bind_tools"):
+        model.bind_tools([WEATHER_TOOL], tool_choice="any")
 
 
 async def test_concurrent_calls_keep_their_own_child_runs(

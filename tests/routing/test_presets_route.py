@@ -79,6 +79,11 @@ async def test_fusion_spec_route_builds_a_routed_pool(
     )
     fusion = spec.build()
     assert isinstance(fusion.pool, RoutedPool)
+    assert fusion.pool.selector.tolerance is None
+    cheap = FusionSpec(
+        pool=backends, strategy="vote", route={"router": str(router_file), "tolerance": 0.6}
+    ).build()
+    assert isinstance(cheap.pool, RoutedPool) and cheap.pool.selector.tolerance == 0.6
     async with fusion:
         result = await fusion.arun(query("poems", random.Random(9)))
     chosen = result.metadata["routing"]["models"]

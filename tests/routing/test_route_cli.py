@@ -47,10 +47,13 @@ def test_train_then_eval_beats_the_best_single_model(
             "30",
         ]
     )
-    assert code == 0, capsys.readouterr().err
-    assert "routers trained on 80 queries × 3 models" in capsys.readouterr().err
-    knn, mlp = out / "router-knn.npz", out / "router-mlp.npz"
-    assert load_router(knn).kind == "knn" and load_router(mlp).kind == "mlp"
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "routers trained on 80 queries × 3 models" in err
+    assert "knn: validation on 12 held-out training queries" in err  # 15% of each task
+    knn, mlp, mf = out / "router-knn.npz", out / "router-mlp.npz", out / "router-mf.npz"
+    assert [load_router(f).kind for f in (knn, mlp, mf)] == ["knn", "mlp", "mf"]
+    assert load_router(knn).calibration["validation"]["fit_queries"] == 68
     results, plot, markdown = tmp_path / "r.json", tmp_path / "r.png", tmp_path / "r.md"
     code = run(
         [
@@ -58,6 +61,7 @@ def test_train_then_eval_beats_the_best_single_model(
             "eval",
             str(knn),
             str(mlp),
+            str(mf),
             "--train",
             str(train),
             "--test",
@@ -77,16 +81,20 @@ def test_train_then_eval_beats_the_best_single_model(
     err = capsys.readouterr().err
     assert code == 0, err
     assert "performance-first" in err and "oracle" in err and "mean score per task" in err
+    assert "route ms (median)" in err
     data = json.loads(results.read_text())
-    for name in ("router-knn", "router-mlp"):
-        perf = data[name][0]
+    for name in ("router-knn", "router-mlp", "router-mf"):
+        speed = data["speed"][name]
+        assert speed["trained_queries"] == 80 and speed["queries"] == 20
+        assert speed["route_median_ms"] > 0 and speed["calibration_seconds"] is not None
+        perf = data["routers"][name][0]
         assert perf["scenario"] == "performance-first"
         assert perf["methods"]["router"]["score"] == 1.0  # the planted pattern, learned
         assert perf["methods"]["best single"]["score"] == 0.5
         assert perf["methods"]["oracle"]["score"] == 1.0
         within = perf["methods"]["router within budget"]
         assert within["picks"] == {"model-c": 20}  # a and b cost 10x: over half the budget
-        cost_first = data[name][2]["methods"]["router"]
+        cost_first = data["routers"][name][2]["methods"]["router"]
         assert cost_first["picks"] == {"model-c": 20}  # the cheap model
     assert plot.read_bytes()[:4] == b"\x89PNG"
     math_query = query("math", random.Random(11))
@@ -94,8 +102,15 @@ def test_train_then_eval_beats_the_best_single_model(
     shown = capsys.readouterr()
     assert shown.out.split()[0] == "model-a" and len(shown.out.split()) == 2
     assert "predicted score" in shown.err and "task math" in shown.err
+    # model-c is cheap and right on half of each task: within 0.9 of the best, it is taken.
+    assert run(["route", "show", str(knn), math_query, "--tolerance", "0.9"]) == 0
+    assert capsys.readouterr().out.split() == ["model-c"]
+    assert run(["route", "show", str(knn), math_query, "--tolerance", "lots"]) == 2
+    assert "--tolerance must be a number or 'calibrated'" in capsys.readouterr().err
     assert run(["route", "show", str(knn)]) == 0
-    assert "knn router, 3 models, 2 tasks" in capsys.readouterr().err
+    shown_err = capsys.readouterr().err
+    assert "knn router, 3 models, 2 tasks" in shown_err
+    assert "calibrated on 12 held-out training queries" in shown_err
     assert "| performance-first | router-knn | 1.0000 |" in markdown.read_text()
 
 
@@ -107,6 +122,8 @@ def test_bad_input_gets_one_clear_error(
     assert "give routing logs" in capsys.readouterr().err
     assert run(["route", "train", str(train), "--kind", "svm", "--out", str(tmp_path)]) == 2
     assert "unknown router kind 'svm'" in capsys.readouterr().err
+    assert run(["route", "train", str(train), "--validation", "1.5", "--out", str(tmp_path)]) == 2
+    assert "--validation must be in [0, 1)" in capsys.readouterr().err
     one = tmp_path / "one.jsonl"
     write_routing_log(one, [r for r in planted_records(3) if r.model == "model-a"], append=False)
     assert run(["route", "train", str(one), "--out", str(tmp_path)]) == 2
@@ -141,7 +158,8 @@ def test_llmrouter_folders_train_and_evaluate_with_estimated_costs(
     out = tmp_path / "routers"
     args = ["route", "train", "--llmrouter", str(folder), "--kind", "knn", "--out", str(out)]
     assert run([*args, "--cache", cache]) == 0, capsys.readouterr().err
-    capsys.readouterr()
+    assert "too few to hold out 15% of each task" in capsys.readouterr().err
+    assert load_router(out / "router-knn.npz").calibration == {}
     code = run(
         [
             "route",

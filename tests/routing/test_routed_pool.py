@@ -7,7 +7,7 @@ import random
 import pytest
 from routing_helpers import PRICES, planted_records, query
 
-from polyfuse import Fusion, OpenAIEndpoint
+from polyfuse import ChatRequest, Fusion, OpenAIEndpoint
 from polyfuse.aggregators import Fuse, MajorityVote, MixtureOfAgents
 from polyfuse.errors import InvalidRequestError
 from polyfuse.routing import (
@@ -117,3 +117,24 @@ async def test_streamed_fusions_and_pool_sample_route_too(
     assert done.metadata["routing"]["models"] == ["model-b"]
     candidates = await pool.sample(query("poems", random.Random(8)))
     assert [c.model for c in candidates] == ["model-b"]
+
+
+async def test_with_members_keeps_the_routing_over_new_members(
+    router: KnnRouter, fake: FakeOpenAIServer, fake_url: str
+) -> None:
+    from polyfuse import Pool, PoolMember
+
+    pool = RoutedPool(_members(fake_url), CostAwareSelector(router, "performance-first"))
+    renamed = [
+        PoolMember(OpenAIEndpoint(fake_url, m, api_key=None, name=f"new-{m}")) for m in PRICES
+    ]
+    rebuilt = pool.with_members(renamed)
+    assert isinstance(rebuilt, RoutedPool) and rebuilt.selector is pool.selector
+    chosen = await rebuilt.for_request(ChatRequest.build(query("math", random.Random(1))))
+    assert [m.backend.name for m in chosen.members] == ["new-model-a"]
+    with pytest.raises(InvalidRequestError, match="2 members to replace the routed pool's 3"):
+        pool.with_members(renamed[:2])
+    plain = Pool.panel([OpenAIEndpoint(fake_url, "x", api_key=None)])
+    assert type(plain.with_members(renamed[:1])) is Pool
+    with pytest.raises(InvalidRequestError, match="3 members to replace this pool's 1"):
+        plain.with_members(renamed)

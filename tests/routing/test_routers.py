@@ -15,6 +15,7 @@ from polyfuse.routing import (
     CostAwareSelector,
     EmbeddingCache,
     KnnRouter,
+    MfRouter,
     MlpRouter,
     Router,
     RoutingRecord,
@@ -42,7 +43,9 @@ def _fit(router: Router, trained: tuple[RoutingTable, np.ndarray, WordLlamaEmbed
     return router.fit(table, x, embedder_id=embedder.id, prices=PRICE_MAP, output_tokens=100)
 
 
-@pytest.mark.parametrize("make", [lambda: KnnRouter(k=10), lambda: MlpRouter(epochs=30)])
+@pytest.mark.parametrize(
+    "make", [lambda: KnnRouter(k=10), lambda: MlpRouter(epochs=30), lambda: MfRouter(8, 30)]
+)
 @pytest.mark.parametrize("task_known", [True, False])
 def test_routers_learn_the_planted_pattern(
     trained: tuple[RoutingTable, np.ndarray, WordLlamaEmbedder], make: object, task_known: bool
@@ -111,7 +114,9 @@ def test_cost_scenarios_need_costs() -> None:
         scenario_scores(RoutingTable.from_records(records), "balance")
 
 
-@pytest.mark.parametrize("make", [lambda: KnnRouter(k=10), lambda: MlpRouter(epochs=3)])
+@pytest.mark.parametrize(
+    "make", [lambda: KnnRouter(k=10), lambda: MlpRouter(epochs=3), lambda: MfRouter(4, 3)]
+)
 def test_saved_routers_load_to_the_same_predictions(
     trained: tuple[RoutingTable, np.ndarray, WordLlamaEmbedder], make: object, tmp_path: Path
 ) -> None:
@@ -121,6 +126,8 @@ def test_saved_routers_load_to_the_same_predictions(
     assert path.suffix == ".npz"
     loaded = load_router(path)
     assert type(loaded) is type(router) and loaded.models == router.models
+    if isinstance(router, MfRouter):
+        assert isinstance(loaded, MfRouter) and loaded.rank == 4
     assert loaded.prices == router.prices and loaded.tasks == ["math", "poems"]
     np.testing.assert_allclose(
         loaded.predict(x[:5], table.tasks[:5]), router.predict(x[:5], table.tasks[:5]), atol=2e-3

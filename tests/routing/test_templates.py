@@ -18,6 +18,7 @@ from polyfuse.routing import (
     ThoughtTemplates,
     select_top_responses,
 )
+from polyfuse.routing.templates import copied_numbers
 from polyfuse.testing import FakeOpenAIServer, FakeReply, Fault
 
 
@@ -125,6 +126,40 @@ async def test_builder_summarises_with_an_llm_and_reports_failures(
     assert len(built) == 2 and len(failed) == 1 and "BadRequestError" in failed[0].error
     assert built[0].template.startswith("Identify") and built[0].models == ["a"]
     assert built[0].summarizer == "summarizer" and built[0].task == "math"
+
+
+async def test_builder_rejects_templates_that_copy_the_question_numbers(
+    make_fake: Any, fake_url: str
+) -> None:
+    replies = iter(
+        [
+            "Add 12 and 35 to get 47.",  # copies the question: rejected, reported
+            "Add the two quantities, then state the sum as a number.",
+        ]
+    )
+
+    def responder(body: dict[str, Any], index: int) -> FakeReply:
+        return FakeReply(content=next(replies))
+
+    make_fake(responder=responder)
+    groups = [
+        select_top_responses([_record("a", 1.0, None, 0.1, query=q)])[0]
+        for q in ("Tom has 12 apples and buys 35 more. How many?", "What is 1,250 + 7?")
+    ]
+    builder = TemplateBuilder(OpenAIEndpoint(fake_url, "small", api_key=None), concurrency=1)
+    built, failed = await builder.abuild(groups)
+    assert [f.error for f in failed] == [
+        "InvalidRequestError: small copied the question's numbers 12, 35 into the template "
+        "instead of abstracting them; use a stronger summariser"
+    ]
+    assert [t.query for t in built] == ["What is 1,250 + 7?"]
+
+
+def test_copied_numbers_ignore_single_digits_and_formatting() -> None:
+    assert copied_numbers("Pay 1,250 for 3 items, 40 each", "it costs 1250 and 3 and 41") == [
+        "1250"
+    ]
+    assert copied_numbers("no numbers here", "12 34") == []
 
 
 async def test_wrapped_candidates_see_the_templates_and_the_fusor_does_not(

@@ -82,11 +82,20 @@ class Panel:
         )
 
     def admission(self) -> Admission:
-        """Rows to keep sampling and in flight so that no endpoint's limit runs dry."""
+        """Rows to keep sampling and in flight so that no endpoint's limit runs dry.
+
+        A routed pool asks only ``k`` of its members per row: a member is then asked by about
+        ``k / members`` of the rows (routing spread evenly), so more rows are kept sampling to
+        fill its limit, and a row's candidates (what best-of-n judges) are those of ``k``
+        members, not of all.
+        """
+        members = self.pool.members
+        asked = max(1, min(self.pool.members_per_request, len(members)))
+        share = asked / len(members)  # of the rows, those that ask a given member
         sampling = 1
         for backend in self.pool.backends:
             calls = 0
-            for member in self.pool.members:
+            for member in members:
                 if member.backend is backend:
                     batched = (
                         member.samples > 1
@@ -94,11 +103,14 @@ class Panel:
                         and not self.policy.stream_candidates
                     )
                     calls += 1 if batched else member.samples
-            sampling = max(sampling, math.ceil(_limit(backend) / max(calls, 1)))
+            per_row = max(calls, 1) * share
+            sampling = max(sampling, math.ceil(_limit(backend) / per_row - 1e-9))
+        # The most candidates one row can have: its k largest members' samples.
+        row_size = sum(sorted((m.samples for m in members), reverse=True)[:asked])
         aggregating = 1
         for method, aggregator in self.aggregators.items():
             for backend in _backends_of(aggregator):
-                calls = self.pool.size if method == "best_of_n" else 1
+                calls = row_size if method == "best_of_n" else 1
                 aggregating = max(aggregating, math.ceil(_limit(backend) / calls))
         in_flight = min(2 * sampling + aggregating, _MAX_ROWS_IN_FLIGHT)
         return Admission(sampling_slots=min(sampling, in_flight), max_in_flight=in_flight)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .evaluate import evaluate_router
     from .loaders import ModelPrice, load_llmrouter, load_prices, records_from_fusion
     from .pool import RoutedPool
-    from .routers import KnnRouter, MlpRouter, Router, load_router
+    from .routers import KnnRouter, MfRouter, MlpRouter, Router, load_router
     from .scenarios import SCENARIOS, Scenario, scenario_labels, scenario_scores
     from .selector import CostAwareSelector, RouteDecision
     from .table import RoutingTable
@@ -35,6 +35,7 @@ __all__ = [
     "EmbeddingCache",
     "KnnRouter",
     "LocalModelEmbedder",
+    "MfRouter",
     "MlpRouter",
     "ModelPrice",
     "OpenAIEmbedder",
@@ -75,6 +76,7 @@ _LAZY = {
     "embed_texts": "cache",
     "KnnRouter": "routers",
     "MlpRouter": "routers",
+    "MfRouter": "routers",
     "Router": "routers",
     "load_router": "routers",
     "ModelPrice": "loaders",

@@ -117,6 +117,22 @@ class RoutedPool(Pool):
             by_model[key] = member
         return cls(by_model, selector, task=task)
 
+    @property
+    def members_per_request(self) -> int:
+        """The ``k`` models the selector chooses per request (fewer when over budget)."""
+        return min(self.selector.k, len(self.members))
+
+    def with_members(self, members: Sequence[PoolMember]) -> RoutedPool:
+        """The same routing over replacement ``members`` (one per router model, in the order
+        of :attr:`members`), e.g. the per-call views ``ChatFusion`` binds callbacks to."""
+        if len(members) != len(self.members):
+            raise InvalidRequestError(
+                f"{len(members)} members to replace the routed pool's {len(self.members)}"
+            )
+        # self.members follow the router's model order (see __init__).
+        replaced = dict(zip(self.selector.router.models, [*members], strict=True))
+        return RoutedPool(replaced, self.selector, task=self.task)
+
     def __repr__(self) -> str:
         return (
             f"RoutedPool({len(self.by_model)} models, scenario={self.selector.scenario.name}, "

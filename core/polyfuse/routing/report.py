@@ -9,9 +9,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .evaluate import MethodResult, ScenarioReport
+from .evaluate import MethodResult, RouterSpeed, ScenarioReport
 
-__all__ = ["render_markdown", "render_plot", "render_tables", "results_json"]
+__all__ = [
+    "render_markdown",
+    "render_plot",
+    "render_speed",
+    "render_speed_markdown",
+    "render_tables",
+    "results_json",
+    "speed_json",
+]
 
 Results = dict[str, list[ScenarioReport]]
 _BASELINES = ("best single", "random", "oracle")
@@ -33,10 +41,9 @@ def _rows(results: Results) -> list[tuple[str, str, MethodResult]]:
     rows: list[tuple[str, str, MethodResult]] = []
     for index, scenario in enumerate(names):
         for router, reports in results.items():
-            rows.append((scenario, router, reports[index].methods["router"]))
-            budget = reports[index].methods.get("router within budget")
-            if budget is not None:
-                rows.append((scenario, f"{router} within budget", budget))
+            for method, result in reports[index].methods.items():
+                if method == "router" or method.startswith("router "):
+                    rows.append((scenario, router + method.removeprefix("router"), result))
         report = next(iter(results.values()))[index]
         for base in _BASELINES:
             label = f"best single ({report.best_single_model})" if base == "best single" else base
@@ -52,8 +59,11 @@ def _task_rows(results: Results) -> tuple[list[str], list[list[str]]]:
     columns: list[dict[str, float]] = [perf.methods["best single"].per_task]
     for router, reports in results.items():
         for report in reports:
-            header.append(f"{router} {report.scenario.name}")
-            columns.append(report.methods["router"].per_task)
+            for method, result in report.methods.items():
+                if method == "router" or method.startswith("router "):
+                    variant = method.removeprefix("router")
+                    header.append(f"{router}{variant} {report.scenario.name}")
+                    columns.append(result.per_task)
     header.append("oracle")
     columns.append(perf.methods["oracle"].per_task)
     body = [[task, *(f"{col.get(task, float('nan')):.3f}" for col in columns)] for task in tasks]
@@ -67,10 +77,26 @@ def _cells(result: MethodResult, reference: float) -> list[str]:
         f"{result.cost_usd * 1000:.4f}",
         f"{share:.0%}",
         f"{result.reward:.4f}",
+        _delta(result),
     ]
 
 
-_HEADER = ["scenario", "method", "mean score", "$ / 1k queries", "cost vs best single", "reward"]
+def _delta(result: MethodResult) -> str:
+    if result.vs_best_single is None:
+        return "-"
+    diff, low, high = result.vs_best_single
+    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+_HEADER = [
+    "scenario",
+    "method",
+    "mean score",
+    "$ / 1k queries",
+    "cost vs best single",
+    "reward",
+    "score − best single (performance-first) [95% CI]",
+]
 
 
 def render_tables(console: Console, results: Results, *, tasks_known: bool, note: str = "") -> None:
@@ -147,23 +173,19 @@ def render_plot(results: Results, path: Path) -> None:
                 fontsize=8,
             )
         for number, (router, reports) in enumerate(results.items()):
-            for method, suffix, marker in (
-                ("router", "", "o"),
-                ("router within budget", " within budget", "D"),
-            ):
-                result = reports[index].methods.get(method)
-                if result is None:
-                    continue
+            variants = [m for m in reports[index].methods if m.startswith("router")]
+            for method, marker in zip(variants, "oDPv^<>", strict=False):
+                result = reports[index].methods[method]
+                suffix = method.removeprefix("router")
                 ax.scatter(
-                    result.cost_usd * 1000, result.score, s=70, marker=marker, color=f"C{number}"
+                    result.cost_usd * 1000,
+                    result.score,
+                    s=70,
+                    marker=marker,
+                    color=f"C{number}",
+                    label=router + suffix,
                 )
-                ax.annotate(
-                    router + suffix,
-                    (result.cost_usd * 1000, result.score),
-                    textcoords="offset points",
-                    xytext=(5, -10),
-                    fontsize=8,
-                )
+        ax.legend(fontsize=7, loc="best")  # variants crowd each other: a legend, not labels
         ax.axhline(target.score, color="grey", linestyle="--", linewidth=0.8)
         ax.axvline(target.cost_usd * 1000 / 2, color="grey", linestyle=":", linewidth=0.8)
         ax.set_title(
@@ -194,6 +216,7 @@ def results_json(results: Results) -> dict[str, Any]:
                         "reward": m.reward,
                         "per_task": m.per_task,
                         "picks": m.picks,
+                        "vs_best_single": m.vs_best_single,
                     }
                     for name, m in r.methods.items()
                 },
@@ -202,3 +225,50 @@ def results_json(results: Results) -> dict[str, Any]:
         ]
         for router, reports in results.items()
     }
+
+
+_SPEED_HEADER = [
+    "router",
+    "trained on",
+    "fit s",
+    "calibration s",
+    "load ms",
+    "route ms (median)",
+    "route ms (p95)",
+]
+
+
+def _speed_rows(speeds: dict[str, RouterSpeed]) -> list[list[str]]:
+    return [
+        [
+            name,
+            f"{s.trained_queries} queries",
+            f"{s.fit_seconds:.2f}",
+            "-" if s.calibration_seconds is None else f"{s.calibration_seconds:.2f}",
+            f"{s.load_ms:.1f}",
+            f"{s.route_median_ms:.2f}",
+            f"{s.route_p95_ms:.2f}",
+        ]
+        for name, s in speeds.items()
+    ]
+
+
+def render_speed(console: Console, speeds: dict[str, RouterSpeed]) -> None:
+    """Print training (from the router files), loading and per-query routing times."""
+    queries = next(iter(speeds.values())).queries if speeds else 0
+    table = Table(title=f"speed (routing: embedding included, {queries} test queries)")
+    for column in _SPEED_HEADER:
+        table.add_column(column)
+    for row in _speed_rows(speeds):
+        table.add_row(*(escape(c) for c in row))
+    console.print(table)
+
+
+def render_speed_markdown(speeds: dict[str, RouterSpeed]) -> str:
+    """The speed table as Markdown."""
+    return _markdown_table(_SPEED_HEADER, _speed_rows(speeds)) + "\n"
+
+
+def speed_json(speeds: dict[str, RouterSpeed]) -> dict[str, Any]:
+    """The speed numbers as plain JSON data."""
+    return {name: dict(vars(s)) for name, s in speeds.items()}

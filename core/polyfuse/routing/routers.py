@@ -3,6 +3,8 @@
 * :class:`KnnRouter`: similarity-weighted nearest neighbours over query embeddings.
 * :class:`MlpRouter`: a one-hidden-layer network (numpy, Adam) with a score head per model
   and a task head.
+* :class:`MfRouter`: matrix factorisation — query and model latent factors (the MLP's
+  training with a linear, low-rank hidden layer).
 
 Both blend their per-query estimate with the **task prior** (each model's mean score on the
 query's task in the log): the task is taken from the caller when known, else inferred (the
@@ -12,10 +14,11 @@ neighbours' tasks, or the task head). On LLMRouter's logs the blend beats either
 Saved routers are one ``.npz`` file (numpy's zip of arrays, loaded with
 ``allow_pickle=False``: no code is ever unpickled) whose ``header`` array holds UTF-8 JSON::
 
-    {"format": "polyfuse-router", "version": 1, "kind": "knn" | "mlp",
+    {"format": "polyfuse-router", "version": 1, "kind": "knn" | "mlp" | "mf",
      "models": [...], "tasks": [...], "embedder": "wordllama:l2_supercat:256",
      "params": {...}, "prices": {model: [input, output] $/M tokens},
-     "output_tokens": 256, "ranges": {...}, "trained": {"queries": N, "seconds": s}}
+     "output_tokens": 256, "ranges": {...}, "trained": {"queries": N, "seconds": s},
+     "calibration": {"tolerance": ε, "params": {...}, "validation": {...}} (optional)}
 
 and whose other arrays are the learned numbers (documented per router class).
 """
@@ -42,6 +45,7 @@ __all__ = [
     "ROUTER_FORMAT_VERSION",
     "ROUTER_KINDS",
     "KnnRouter",
+    "MfRouter",
     "MlpRouter",
     "Router",
     "load_router",
@@ -61,6 +65,8 @@ class Router(ABC):
     """
 
     kind: ClassVar[str]
+    prediction_grid: ClassVar[dict[str, tuple[float, ...]]] = {"prior_weight": (0.3, 0.5, 0.7)}
+    """Prediction-time settings (attributes) that calibration may choose, and their values."""
 
     def __init__(self, *, prior_weight: float = 0.5) -> None:
         if not 0.0 <= prior_weight <= 1.0:
@@ -75,6 +81,16 @@ class Router(ABC):
         self.task_prior: FloatMatrix = np.zeros((0, 0))
         self.global_prior: FloatMatrix = np.zeros(0)
         self.trained: dict[str, Any] = {}
+        self.calibration: dict[str, Any] = {}
+        """What ``route train`` chose on a validation split (see
+        :mod:`polyfuse.routing.calibrate`): the prediction settings, the ``tolerance`` and the
+        validation numbers; empty when the router was not calibrated."""
+
+    @property
+    def tolerance(self) -> float | None:
+        """The validated tolerance ε of the cheapest-within-ε selection (None if none)."""
+        value = self.calibration.get("tolerance")
+        return float(value) if isinstance(value, int | float) else None
 
     # ------------------------------------------------------------------ training
 
@@ -220,6 +236,7 @@ class Router(ABC):
                 "cost": _ranges_json(self.ranges.cost),
             },
             "trained": self.trained,
+            "calibration": self.calibration,
         }
         blob = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -280,6 +297,10 @@ class KnnRouter(Router):
     """
 
     kind: ClassVar[str] = "knn"
+    prediction_grid: ClassVar[dict[str, tuple[float, ...]]] = {
+        "prior_weight": (0.3, 0.5, 0.7),
+        "temperature": (0.02, 0.05, 0.1),
+    }
 
     def __init__(self, k: int = 100, temperature: float = 0.05, *, prior_weight: float = 0.5):
         super().__init__(prior_weight=prior_weight)
@@ -397,9 +418,17 @@ class MlpRouter(Router):
         # Unit rows have entries of about 1/sqrt(d); scale them to unit variance.
         return embeddings.astype(np.float64) * np.sqrt(embeddings.shape[1])
 
+    def _activate(self, z: FloatMatrix) -> FloatMatrix:
+        """The hidden layer's activation (ReLU)."""
+        return np.maximum(z, 0.0)
+
+    def _activation_slope(self, h: FloatMatrix) -> FloatMatrix:
+        """d activation / d input at the hidden values ``h`` (for back-propagation)."""
+        return (h > 0).astype(np.float64)
+
     def _forward(self, x: FloatMatrix) -> tuple[FloatMatrix, FloatMatrix, FloatMatrix]:
         p = self._weights
-        h = np.maximum(_dot(x, p["W1"]) + p["b1"], 0.0)
+        h = self._activate(_dot(x, p["W1"]) + p["b1"])
         scores = 1.0 / (1.0 + np.exp(-(_dot(h, p["W2"]) + p["b2"])))
         return h, scores, _dot(h, p["W3"]) + p["b3"]
 
@@ -439,7 +468,7 @@ class MlpRouter(Router):
                     "W3": h.T @ grad_t,
                     "b3": grad_t.sum(axis=0),
                 }
-                grad_h = (grad_s @ p["W2"].T + grad_t @ p["W3"].T) * (h > 0)
+                grad_h = (grad_s @ p["W2"].T + grad_t @ p["W3"].T) * self._activation_slope(h)
                 grads["W1"] = x.T @ grad_h
                 grads["b1"] = grad_h.sum(axis=0)
                 step += 1
@@ -466,7 +495,62 @@ class MlpRouter(Router):
         }
 
 
-ROUTER_KINDS: dict[str, type[Router]] = {"knn": KnnRouter, "mlp": MlpRouter}
+class MfRouter(MlpRouter):
+    """A matrix-factorisation router (RouteLLM's and FusionFactory's "MF"): a query's
+    embedding is projected to ``rank`` latent factors, each model has ``rank`` factors, and
+    the predicted score is ``sigmoid(⟨P·x, v_model⟩ + b_model)``.
+
+    It is :class:`MlpRouter` with a linear hidden layer of ``rank`` units (the projection
+    ``P`` is ``W1``, the model factors are the columns of ``W2``), trained the same way, with
+    the same task head. Saved arrays: as :class:`MlpRouter`'s.
+
+    Args:
+        rank: latent factors per query and model.
+        epochs / learning_rate / weight_decay / batch_size / seed / prior_weight: as
+            :class:`MlpRouter`'s.
+    """
+
+    kind: ClassVar[str] = "mf"
+
+    def __init__(
+        self,
+        rank: int = 32,
+        epochs: int = 12,
+        *,
+        learning_rate: float = 2e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 128,
+        seed: int = 0,
+        prior_weight: float = 0.5,
+    ) -> None:
+        super().__init__(
+            hidden=rank,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            batch_size=batch_size,
+            seed=seed,
+            prior_weight=prior_weight,
+        )
+
+    @property
+    def rank(self) -> int:
+        """Latent factors per query and model."""
+        return self.hidden
+
+    def _params(self) -> dict[str, Any]:
+        params = super()._params()
+        params["rank"] = params.pop("hidden")
+        return params
+
+    def _activate(self, z: FloatMatrix) -> FloatMatrix:
+        return z
+
+    def _activation_slope(self, h: FloatMatrix) -> FloatMatrix:
+        return np.ones_like(h)
+
+
+ROUTER_KINDS: dict[str, type[Router]] = {"knn": KnnRouter, "mlp": MlpRouter, "mf": MfRouter}
 """Router classes by the ``kind`` written in their files."""
 
 
@@ -507,6 +591,7 @@ def load_router(path: str | Path) -> Router:
         _ranges_from_json(header["ranges"]["score"]), _ranges_from_json(header["ranges"]["cost"])
     )
     router.trained = dict(header.get("trained", {}))
+    router.calibration = dict(header.get("calibration", {}))
     router.task_prior = arrays["task_prior"].astype(np.float64)
     router.global_prior = arrays["global_prior"].astype(np.float64)
     router._restore(arrays)

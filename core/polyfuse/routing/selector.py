@@ -5,6 +5,12 @@ query (its prompt's tokens at the model's input price plus the router's stated o
 at its output price), normalises both with the task's ranges from the training log
 (FusionFactory's per-task min-max), combines them by the scenario and keeps the best ``k``
 models whose summed estimated cost fits ``budget_usd``.
+
+With a ``tolerance`` ε the selector prefers cheapness among near-equals: every model whose
+scenario score is within ε of the best one is ranked first, cheapest first; the others follow
+by score. ``polyfuse route train`` chooses ε on a validation split carved from the training
+log (the largest ε that still matches the best single model's validation score) and stores it
+in the router file (:attr:`Router.tolerance`).
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import InvalidRequestError
 from .embedders import Embedder, Matrix, WordLlamaEmbedder
@@ -22,7 +30,9 @@ from .scenarios import Scenario, get_scenario
 from .table import FloatMatrix
 from .tokens import count_tokens
 
-__all__ = ["CostAwareSelector", "RouteDecision", "embedder_for"]
+IntVector = npt.NDArray[np.intp]
+
+__all__ = ["CostAwareSelector", "RouteDecision", "cheapest_within", "embedder_for"]
 
 
 @dataclass
@@ -42,6 +52,7 @@ class RouteDecision:
     performance: dict[str, float]
     cost_usd: dict[str, float | None]
     budget_usd: float | None = None
+    tolerance: float | None = None
     over_budget: bool = False
     latency_ms: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -57,6 +68,7 @@ class RouteDecision:
             "performance": {m: round(s, 6) for m, s in self.performance.items()},
             "cost_usd": self.cost_usd,
             "budget_usd": self.budget_usd,
+            "tolerance": self.tolerance,
             "over_budget": self.over_budget,
             "latency_ms": round(self.latency_ms, 3),
             "notes": self.notes,
@@ -81,6 +93,18 @@ def embedder_for(router: Router, embedder: Embedder | None = None) -> Embedder:
     )
 
 
+def cheapest_within(scores: FloatMatrix, costs: FloatMatrix, tolerance: float) -> IntVector:
+    """Per row, the cheapest model whose score is within ``tolerance`` of the row's best
+    (ties: the higher score). Rows are queries, columns models."""
+    best = scores.max(axis=1, keepdims=True)
+    near = scores >= best - tolerance
+    # Lexicographic (cost, -score) among the near models: cost first, score breaks ties.
+    key = np.where(near, costs, np.inf)
+    cheapest = key.min(axis=1, keepdims=True)
+    tied = near & (key <= cheapest)
+    return np.argmax(np.where(tied, scores, -np.inf), axis=1)
+
+
 class CostAwareSelector:
     """Ranks a router's models for a query under a scenario; keeps the top ``k``.
 
@@ -91,6 +115,10 @@ class CostAwareSelector:
         budget_usd: the most the chosen models may cost together per query (estimated);
             when even the cheapest ranked model is over it, that one is chosen alone and the
             decision says ``over_budget``.
+        tolerance: ε in scenario-score units (performance-first: predicted score): models
+            within ε of the best are ranked first, cheapest first. ``"calibrated"`` takes the
+            router's validated :attr:`~polyfuse.routing.Router.tolerance` (none when the
+            router has none); ``None`` (default) ranks by score alone.
         embedder: the router's embedder (default: rebuilt from the router's file when it is
             wordllama).
     """
@@ -102,22 +130,30 @@ class CostAwareSelector:
         *,
         k: int = 1,
         budget_usd: float | None = None,
+        tolerance: float | Literal["calibrated"] | None = None,
         embedder: Embedder | None = None,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidRequestError(f"k must be an integer >= 1 (got {k!r})")
         if budget_usd is not None and budget_usd <= 0:
             raise InvalidRequestError(f"budget_usd must be > 0 (got {budget_usd})")
+        if tolerance == "calibrated":
+            tolerance = router.tolerance
+        elif tolerance is not None and (isinstance(tolerance, str) or not tolerance >= 0):
+            raise InvalidRequestError(
+                f"tolerance must be a number >= 0 or 'calibrated' (got {tolerance!r})"
+            )
         self.router = router
         self.scenario = get_scenario(scenario)
         self.k = k
         self.budget_usd = budget_usd
+        self.tolerance: float | None = tolerance
         self._embedder = embedder
-        if self.scenario.beta > 0 or budget_usd is not None:
+        if self.scenario.beta > 0 or budget_usd is not None or tolerance is not None:
             missing = [m for m in router.models if m not in router.prices]
             if missing:
                 raise InvalidRequestError(
-                    f"scenario {self.scenario.name!r} and budgets need prices, and the router "
+                    f"scenario {self.scenario.name!r}, budgets and tolerances need prices; the router "
                     f"has none for {', '.join(missing)}; train it with --prices"
                 )
 
@@ -142,6 +178,16 @@ class CostAwareSelector:
             out[i] = self.scenario.combine(perf, cost)
         return out
 
+    def order(self, scores: FloatMatrix, costs: FloatMatrix) -> list[int]:
+        """Model indices, best first: by scenario score, or with a tolerance ε the models
+        within ε of the best score first (cheapest first), then the rest by score."""
+        by_score = [int(j) for j in np.argsort(-scores, kind="stable")]
+        if self.tolerance is None:
+            return by_score
+        near = [j for j in by_score if scores[j] >= scores[by_score[0]] - self.tolerance]
+        near.sort(key=lambda j: (float(costs[j]), -float(scores[j])))
+        return near + [j for j in by_score if j not in near]
+
     def decide(
         self,
         embedding: Matrix,
@@ -160,7 +206,7 @@ class CostAwareSelector:
         used_task = tasks[0]
         costs = router.estimated_costs(prompt_tokens)[None, :]
         scores = self.scenario_scores(performance, costs, [used_task])[0]
-        order = [int(j) for j in np.argsort(-scores, kind="stable")]
+        order = self.order(scores, costs[0])
         ranking = [router.models[j] for j in order]
         chosen: list[str] = []
         spent = 0.0
@@ -193,6 +239,7 @@ class CostAwareSelector:
                 for j, m in enumerate(router.models)
             },
             budget_usd=self.budget_usd,
+            tolerance=self.tolerance,
             over_budget=over,
             latency_ms=(time.perf_counter() - started) * 1000,
             notes=notes,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from .embedders import Embedder, Matrix, WordLlamaEmbedder
 from .records import RoutingRecord
 
 __all__ = [
+    "MAX_COPIED_NUMBERS",
     "SUMMARY_PROMPT",
     "TEMPLATE_FORMAT_VERSION",
     "BuildFailure",
@@ -41,6 +43,7 @@ __all__ = [
     "TemplateStore",
     "ThoughtTemplate",
     "ThoughtTemplates",
+    "copied_numbers",
     "select_top_responses",
 ]
 
@@ -67,6 +70,24 @@ Question:
 
 Thought template:"""
 """The summariser's prompt (``{count}``, ``{query}``, ``{answers}``)."""
+
+MAX_COPIED_NUMBERS = 2
+"""A template repeating this many distinct numbers of its question (two digits or more) is
+rejected as a copy, not an abstraction (small summarisers do this; see docs/routing.md)."""
+
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def copied_numbers(query: str, template: str) -> list[str]:
+    """The numbers of two digits or more that ``template`` repeats from ``query``, in order."""
+
+    def numbers(text: str) -> list[str]:
+        found = (m.group().replace(",", "") for m in _NUMBER.finditer(text))
+        return [n for n in found if sum(c.isdigit() for c in n) >= 2]
+
+    in_template = set(numbers(template))
+    return list(dict.fromkeys(n for n in numbers(query) if n in in_template))
+
 
 _INJECTION = (
     "Reasoning templates distilled from good answers to similar questions. Use them as "
@@ -189,6 +210,13 @@ class TemplateBuilder:
         if not text:
             raise InvalidRequestError(f"{self.backend.name} returned an empty template")
         first = selected[0]
+        copied = copied_numbers(first.query, text)
+        if len(copied) >= MAX_COPIED_NUMBERS:
+            # a template that carries one question's numbers misleads the next question's model
+            raise InvalidRequestError(
+                f"{self.backend.name} copied the question's numbers {', '.join(copied)} into "
+                "the template instead of abstracting them; use a stronger summariser"
+            )
         return ThoughtTemplate(
             query_id=first.query_id,
             query=first.query,

@@ -17,6 +17,7 @@ from polyfuse import (
     Backend,
     Fusion,
     FusionSpec,
+    HedgedBackend,
     InvalidRequestError,
     OpenAIEndpoint,
     Pool,
@@ -92,11 +93,15 @@ class FusionPlan:
 
     spec: FusionSpec
     fusion: Fusion
+    template: Pool | None = None
+    """The ready pool ``ChatFusion(pool=...)`` was given: every fusion built here samples a
+    pool of its kind (:meth:`Pool.with_members`), so a routed pool keeps routing instead of
+    becoming a plain pool of all its members."""
 
     @classmethod
-    def build(cls, spec: FusionSpec) -> FusionPlan:
+    def build(cls, spec: FusionSpec, template: Pool | None = None) -> FusionPlan:
         """Build the spec's fusion (raises :class:`InvalidRequestError` for bad settings)."""
-        return cls(spec, spec.build())
+        return cls(spec, _with_template(spec.build(), template), template)
 
     @property
     def pool(self) -> Pool:
@@ -105,8 +110,10 @@ class FusionPlan:
 
     @property
     def members(self) -> tuple[PoolMember, ...]:
-        """The pool's members."""
-        return self.fusion.pool.members
+        """The pool's members as given (without the hedging the fusion wraps them in)."""
+        return tuple(
+            PoolMember(_unhedged(m.backend), m.samples, m.params) for m in self.fusion.pool.members
+        )
 
     @property
     def fusor(self) -> Backend:
@@ -124,12 +131,38 @@ class FusionPlan:
         """The fusion to run for a call whose child runs should report to ``callbacks``."""
         if callbacks is None or not self.wraps_langchain:
             return self.fusion
+        views: dict[int, Backend] = {}
 
         def bind(backend: Backend) -> Backend:
-            if isinstance(backend, LangChainBackend):
-                return backend.with_callbacks(callbacks)
-            return backend
+            # one view per backend, so a model that is both member and fusor stays one model
+            if id(backend) not in views:
+                if isinstance(backend, LangChainBackend):
+                    views[id(backend)] = backend.with_callbacks(callbacks)
+                elif isinstance(backend, HedgedBackend):
+                    # the view keeps the ready fusion's hedging budget and observed times
+                    views[id(backend)] = backend.rebound(bind)
+                else:
+                    views[id(backend)] = backend
+            return views[id(backend)]
 
-        members = [PoolMember(bind(m.backend), m.samples, m.params) for m in self.members]
-        update = {"pool": members, "fusor": bind(self.fusor)}
-        return self.spec.model_copy(update=update).build()
+        ready = self.fusion.pool.members
+        members = [PoolMember(bind(m.backend), m.samples, m.params) for m in ready]
+        # a fusor that is also a member reuses that member's (hedged) view; any other is hedged
+        # afresh by the build below when hedging is on
+        hedged_fusor = next(
+            (m.backend for m in ready if _unhedged(m.backend) is self.fusor), self.fusor
+        )
+        update = {"pool": members, "fusor": bind(hedged_fusor)}
+        return _with_template(self.spec.model_copy(update=update).build(), self.template)
+
+
+def _unhedged(backend: Backend) -> Backend:
+    """The backend a :class:`HedgedBackend` wraps (``backend`` itself when not hedged)."""
+    return backend.backend if isinstance(backend, HedgedBackend) else backend
+
+
+def _with_template(fusion: Fusion, template: Pool | None) -> Fusion:
+    """``fusion`` sampling a pool of ``template``'s kind over the pool it was built with."""
+    if template is not None:
+        fusion.pool = template.with_members(fusion.pool.members)
+    return fusion

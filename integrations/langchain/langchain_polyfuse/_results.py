@@ -80,6 +80,8 @@ def fusion_metadata(result: FusionResult) -> dict[str, Any]:
         "usage_complete": total.complete,
         "latency_s": result.latency_s,
         "ttft_s": result.ttft_s,
+        # A routed pool's decision (chosen models, ranking, scores, costs), when there is one.
+        **({"routing": result.metadata["routing"]} if "routing" in result.metadata else {}),
     }
 
 

@@ -312,7 +312,8 @@ class ChatFusion(BaseChatModel, FusionOptions):
             if self.api_key is not None:
                 settings["api_key"] = self.api_key
             default = shared_endpoint(self.base_url, model, **settings)
-        return FusionPlan.build(self._spec(self._members(default), self._fusor_backend(default)))
+        spec = self._spec(self._members(default), self._fusor_backend(default))
+        return FusionPlan.build(spec, template=self.pool)
 
     def _spec(self, members: Sequence[PoolMember | Backend], fusor: Backend | None) -> FusionSpec:
         options = self.fusion_options()
