@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     where.add_argument("--base-url", help="e.g. http://127.0.0.1:8000/v1")
     where.add_argument("--local", action="store_true", help="use the embedded local model")
     parser.add_argument("--model", help="the model at --base-url")
+    parser.add_argument(
+        "--max-tokens", type=int, default=256, help="with --local: cap of each answer"
+    )
     parser.add_argument("--n", type=int, default=5)
     args = parser.parse_args(argv)
 
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                     n=args.n,
                     supports_n=False,
                     max_concurrency=local.slots,
-                    max_tokens=256,
+                    max_tokens=args.max_tokens,
                 )
             )
         return

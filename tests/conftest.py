@@ -2,7 +2,10 @@
 
 One uvicorn server runs for the whole session; each test gets a fresh
 :class:`~polyfuse.testing.FakeOpenAIServer` app behind it (``fake``), or configures its own
-with ``make_fake(n_mode="reject", ...)``.
+with ``make_fake(n_mode="reject", ...)``. Likewise one embedded llama.cpp model
+(``embedded_model``) serves every test that only talks to it, and one local Ray instance
+(``local_ray``) every test that needs one: those run last, together, so Ray is up only while
+they run.
 """
 
 from __future__ import annotations
@@ -28,6 +31,37 @@ class _Switch:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests that use ``local_ray`` to the end (in their order): one Ray start serves
+    them all, and no other test finds a running Ray (``--ray-address auto`` must not)."""
+    items.sort(key=lambda item: "local_ray" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """A local Ray instance (2 CPUs, no dashboard) for the session's ``ray`` tests: starting one
+    takes seconds."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def embedded_model() -> Iterator[Any]:
+    """The embedded SmolLM2 chat server (4 slots of 2048 tokens: three candidates and a fusor
+    at once), started once for the session: each start costs seconds of model loading on CI's
+    two cores. Tests that start, stop or configure a model make their own (embeddings too:
+    with more than 2 slots llama.cpp's batched embeddings differ from single ones)."""
+    pytest.importorskip("xllamacpp", reason="the embedded model needs polyfuse[local]")
+    from polyfuse.local import LocalModel
+
+    with LocalModel(slots=4, ctx_per_slot=2048) as model:
+        yield model
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,10 @@
 * Commands that would install packages, run the test suite or a benchmark are checked, not
   run: extras must exist in ``pyproject.toml``, paths and markers must exist, scripts must
   accept the options used (``--help``).
-* Answers from the embedded model are capped (``polyfuse ask`` gets ``--max-tokens`` when the
-  doc gives none) to keep CI time modest; the protocol is the same.
+* Answers from the embedded model are capped at :data:`LOCAL_MAX_TOKENS` to keep CI time
+  modest (the protocol is the same): in ``local-model`` blocks every ``max_tokens=N``,
+  ``"max_tokens": N`` and ``--max-tokens N`` above the cap is lowered to it, and ``polyfuse
+  ask`` and ``python examples/*.py --local`` commands that give none get ``--max-tokens``.
 """
 
 from __future__ import annotations
@@ -38,13 +40,28 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib  # pyright: ignore[reportMissingImports]
 
-__all__ = ["PageRunner", "Outcome", "substitute_urls", "check_output", "free_port"]
+__all__ = [
+    "LOCAL_MAX_TOKENS",
+    "PageRunner",
+    "Outcome",
+    "cap_local_answers",
+    "check_output",
+    "free_port",
+    "substitute_urls",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 KERNEL = Path(__file__).resolve().with_name("docs_kernel.py")
 
-LOCAL_ASK_MAX_TOKENS = "16"
-"""Cap of embedded-model answers for ``polyfuse ask`` commands that set none."""
+LOCAL_MAX_TOKENS = 16
+"""Cap of every embedded-model answer a page asks for (see :func:`cap_local_answers`)."""
+
+_MAX_TOKENS = re.compile(
+    r'(?P<key>\bmax_tokens\s*=\s*|"max_tokens"\s*:\s*|--max-tokens[ =])(?P<n>\d+)'
+)
+_UNCAPPED = re.compile(
+    r"^(?P<head>(echo .*\| *)?polyfuse ask\b|(\S*/)?python3? \S*examples/\S+\.py\b(?=.*--local\b))"
+)
 
 _URL = re.compile(r"https?://(?P<host>[A-Za-z0-9.\-\[\]]+)(?::(?P<port>\d+))?/v1")
 _KEEP = {("127.0.0.1", "9")}
@@ -68,6 +85,18 @@ def substitute_urls(text: str, fake_url: str, serve_url: str | None) -> str:
         return fake_url
 
     return _URL.sub(replace, text)
+
+
+def cap_local_answers(text: str, *, command: bool) -> str:
+    """``text`` of a ``local-model`` block with every answer capped at :data:`LOCAL_MAX_TOKENS`.
+
+    Explicit budgets above the cap are lowered; a ``polyfuse ask`` or ``python examples/X.py
+    --local`` ``command`` that gives none gets ``--max-tokens``.
+    """
+    text = _MAX_TOKENS.sub(lambda m: f"{m['key']}{min(int(m['n']), LOCAL_MAX_TOKENS)}", text)
+    if command and "--max-tokens" not in text.split("#")[0]:
+        text = _UNCAPPED.sub(lambda m: f"{m['head']} --max-tokens {LOCAL_MAX_TOKENS}", text, 1)
+    return text
 
 
 def check_output(expected: str, actual: str) -> bool:
@@ -194,6 +223,10 @@ class PageRunner:
     def _subst(self, text: str) -> str:
         return substitute_urls(text, self.fake_url, self.serve_url)
 
+    @staticmethod
+    def _local(block: Block, source: str) -> str:
+        return cap_local_answers(source, command=False) if block.directives.local_model else source
+
     def _record(self, where: str, ok: bool, detail: str = "") -> None:
         self.outcomes.append(Outcome(where, ok, detail))
 
@@ -271,7 +304,7 @@ class PageRunner:
         d = block.directives
         result = self._ask_kernel(
             {
-                "source": self._subst(block.source),
+                "source": self._local(block, self._subst(block.source)),
                 "page": str(block.page),
                 "line": block.line,
                 "mode": "imports" if d.skip else "run",
@@ -341,18 +374,8 @@ class PageRunner:
     def _prepare(self, command: str, block: Block) -> str:
         command = self._subst(command)
         command = command.replace(".venv/bin/python", shlex.quote(sys.executable))
-        if (
-            block.directives.local_model
-            and re.match(r"^(echo .*\| *)?polyfuse ask\b", command)
-            and "--max-tokens" not in command
-            and "--json" not in command.split("#")[0] + " "
-        ):
-            command = re.sub(
-                r"polyfuse ask\b",
-                f"polyfuse ask --max-tokens {LOCAL_ASK_MAX_TOKENS}",
-                command,
-                count=1,
-            )
+        if block.directives.local_model:
+            command = cap_local_answers(command, command=True)
         return command
 
     def _execute(self, where: str, command: str, fails: bool, block: Block) -> str | None:

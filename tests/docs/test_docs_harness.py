@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 from docs_blocks import DirectiveError, collect, console_commands, shell_commands, split_chain
-from docs_harness import Outcome, PageRunner, check_output, substitute_urls
+from docs_harness import (
+    LOCAL_MAX_TOKENS,
+    Outcome,
+    PageRunner,
+    cap_local_answers,
+    check_output,
+    substitute_urls,
+)
 
 
 def _page(tmp_path: Path, text: str) -> Path:
@@ -79,6 +86,25 @@ def test_urls_point_at_the_harness_servers() -> None:
 
 
 # ------------------------------------------------------------------ running
+
+
+def test_embedded_model_answers_are_capped_in_code_bodies_and_commands() -> None:
+    cap = LOCAL_MAX_TOKENS
+    code = 'fusion.run(q, max_tokens=128)\nbody = {"max_tokens": 64, "n": 2}\nrun(max_tokens=4)'
+    assert cap_local_answers(code, command=False) == (
+        f'fusion.run(q, max_tokens={cap})\nbody = {{"max_tokens": {cap}, "n": 2}}\nrun(max_tokens=4)'
+    )
+    assert cap_local_answers('polyfuse ask "q" --json  # a --max-tokens note', command=True) == (
+        f'polyfuse ask --max-tokens {cap} "q" --json  # a --max-tokens note'
+    )
+    assert cap_local_answers('echo "q" | polyfuse ask --max-tokens 64', command=True) == (
+        f'echo "q" | polyfuse ask --max-tokens {cap}'
+    )
+    assert cap_local_answers('python examples/lcel_chain.py --local "q"', command=True) == (
+        f'python examples/lcel_chain.py --max-tokens {cap} --local "q"'
+    )
+    remote = 'python examples/lcel_chain.py --base-url http://h/v1 "q"'
+    assert cap_local_answers(remote, command=True) == remote  # not the embedded model
 
 
 def test_a_good_page_passes(tmp_path: Path, docs_server_url: str, docs_env: dict[str, str]) -> None:

@@ -8,14 +8,18 @@ and the routing log.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 from eval_helpers import read_jsonl, write_jsonl
 
-from polyfuse.eval import aevaluate
+from polyfuse import SamplingParams
+from polyfuse.eval import PairwiseJudge, aevaluate
 
 pytestmark = pytest.mark.local_model
+
+JUDGE_TOKENS = 48
 
 PRESETS = """
 [endpoints.local]
@@ -26,13 +30,21 @@ max_concurrency = 4
 pool = ["local"]
 n = 3
 fusor = "local"
-params = { max_tokens = 32, temperature = 0.7 }
-fusor_params = { max_tokens = 32 }
+params = { max_tokens = 16, temperature = 0.7 }
+fusor_params = { max_tokens = 16 }
 """
 
 
 @pytest.mark.timeout(600)
-async def test_a_tiny_live_eval_on_the_embedded_model_writes_the_report(tmp_path: Path) -> None:
+async def test_a_tiny_live_eval_on_the_embedded_model_writes_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The judge's default budget (512 tokens) is for real judges; a 135M model at temperature 0
+    # fills it without a verdict, which only costs CI time (~25 s): give it JUDGE_TOKENS.
+    judge_params = SamplingParams(temperature=0.0, max_tokens=JUDGE_TOKENS)
+    monkeypatch.setattr(
+        "polyfuse.eval.runner.PairwiseJudge", partial(PairwiseJudge, params=judge_params)
+    )
     config = tmp_path / "presets.toml"
     config.write_text(PRESETS, encoding="utf-8")
     data = write_jsonl(
@@ -71,6 +83,7 @@ async def test_a_tiny_live_eval_on_the_embedded_model_writes_the_report(tmp_path
     judgments = read_jsonl(out / "judgments.jsonl")
     pairwise = [j for j in judgments if j["kind"] == "pairwise"]
     assert len(pairwise) == 3 * 2  # three strategies, both orders
+    assert all(j["completion_tokens"] <= JUDGE_TOKENS for j in pairwise)
     html = result.report_html.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "Recommendations" in html
     assert "data:image/svg+xml;base64," in html

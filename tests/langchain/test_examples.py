@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -95,23 +94,14 @@ def test_rag_chain_command_line(lc_url: str) -> None:
     assert done.stdout.startswith("Answer")
 
 
-@pytest.fixture(scope="module")
-def local_model() -> Iterator[Any]:
-    pytest.importorskip("xllamacpp", reason="the embedded model needs polyfuse[local]")
-    from polyfuse.local import LocalModel
-
-    with LocalModel(slots=3) as model:
-        yield model
-
-
 @pytest.mark.local_model
-def test_lcel_chain_on_the_embedded_model(local_model: Any) -> None:
+def test_lcel_chain_on_the_embedded_model(embedded_model: Any) -> None:
     llm = lcel.fused_llm(
-        local_model.base_url,
-        local_model.model,
+        embedded_model.base_url,
+        embedded_model.model,
         n=2,
         supports_n=False,
-        max_concurrency=local_model.slots,
+        max_concurrency=embedded_model.slots,
         max_tokens=16,
     )
     details = lcel.FusionDetails()

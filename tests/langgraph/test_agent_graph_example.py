@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -73,23 +72,14 @@ def test_command_line_thread_in_sqlite(
     assert "fusion 5: 3/3 candidates ok" in second  # the thread went on from the checkpoint
 
 
-@pytest.fixture(scope="module")
-def local_model() -> Iterator[Any]:
-    pytest.importorskip("xllamacpp", reason="the embedded model needs polyfuse[local]")
-    from polyfuse.local import LocalModel
-
-    with LocalModel(slots=3) as model:
-        yield model
-
-
 @pytest.mark.local_model
-def test_the_agent_on_the_embedded_model(local_model: Any) -> None:
+def test_the_agent_on_the_embedded_model(embedded_model: Any) -> None:
     model = example.fused_model(
-        local_model.base_url,
-        local_model.model,
+        embedded_model.base_url,
+        embedded_model.model,
         n=2,
         supports_n=False,
-        max_concurrency=local_model.slots,
+        max_concurrency=embedded_model.slots,
         max_tokens=16,
     )
     app = example.build_agent(model, checkpointer=InMemorySaver())

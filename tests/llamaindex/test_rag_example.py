@@ -42,6 +42,6 @@ def test_example_against_endpoints_by_url(embeddings_route: EmbeddingsRoute, fak
 
 @pytest.mark.local_model
 def test_example_offline_on_the_local_model() -> None:
-    out = run("--local", "--drafts", "2", "--max-tokens", "32", "--no-stream", QUESTION)
+    out = run("--local", "--drafts", "2", "--max-tokens", "16", "--no-stream", QUESTION)
     assert "drafts:\n  #0 ok" in out and "#1 ok" in out
     assert "usage:" in out

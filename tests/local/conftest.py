@@ -1,18 +1,14 @@
-"""One embedded model per test module (starting one costs ~1 s plus the model's memory)."""
+"""The session's shared embedded model, under the name this folder's tests use."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
 from polyfuse.local import LocalModel
 
 
-@pytest.fixture(scope="module")
-def local_model() -> Iterator[LocalModel]:
-    """A started SmolLM2 server with 4 slots (3 candidates + the fusor), stopped afterwards."""
-    model = LocalModel(slots=4, ctx_per_slot=2048)
-    model.start()
-    yield model
-    model.stop()
+@pytest.fixture(scope="session")
+def local_model(embedded_model: LocalModel) -> LocalModel:
+    """A started SmolLM2 server with 4 slots (3 candidates + the fusor); shared, never stopped
+    by a test."""
+    return embedded_model

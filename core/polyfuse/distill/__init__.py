@@ -26,7 +26,7 @@ from .processor import RowProcessor
 from .progress import ProgressListener, RichProgress, RunStats
 from .runner import DistillSummary, adistill, distill, errors_path_for
 from .spec import DistillSpec, RecordFormat, parse_endpoint
-from .store import JsonlAppender, ScanResult, scan_jsonl
+from .store import JsonlAppender, JsonlRecords, ScanResult, read_jsonl, scan_jsonl
 
 __all__ = [
     "Admission",
@@ -41,6 +41,7 @@ __all__ = [
     "InputProblem",
     "InputSpec",
     "JsonlAppender",
+    "JsonlRecords",
     "Panel",
     "Price",
     "PriceTable",
@@ -61,6 +62,7 @@ __all__ = [
     "input_hash",
     "parse_endpoint",
     "preference_record",
+    "read_jsonl",
     "read_prompts",
     "scan_jsonl",
     "sft_record",

@@ -17,7 +17,7 @@ import asyncio
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import DistillConfigError
 from .inputs import PromptRow
@@ -28,30 +28,31 @@ from .processor import RowProcessor
 from .sink import RecordSink
 from .spec import DistillSpec
 
-__all__ = ["DistillActor", "run_ray"]
+__all__ = ["DistillActor", "RowActor", "RowProcessing", "run_ray"]
 
 _BATCHES_PER_ACTOR = 4
 """Ray Data runs this many batches of an async UDF at once per actor (its default)."""
 _COLUMNS = ("input_hash", "ok", "line", "tokens", "cost_usd")
 
 
-class DistillActor:
-    """The Ray Data UDF: processes a batch of rows (JSON strings in column ``row``).
+class RowProcessing(Protocol):
+    """What a row actor drives: distill's :class:`RowProcessor` or eval's processor."""
+
+    async def process(self, row: PromptRow, gate: asyncio.Semaphore | None = None) -> RowOutcome:
+        """Process one row, sampling under ``gate``."""
+        ...
+
+
+class RowActor:
+    """A Ray Data UDF over a batch of rows (JSON strings in column ``row``), given the row
+    processor its subclass builds once per actor.
 
     Rows of every batch running in the actor share one sampling gate, sized from the actor's
     share of the endpoints' limits.
     """
 
-    def __init__(
-        self,
-        spec: DistillSpec,
-        prices: PriceTable | None,
-        source: str,
-        share: int,
-        sampling_slots: int,
-    ) -> None:
-        self.panel = Panel.build(spec, share=share)
-        self.processor = RowProcessor(spec, self.panel, prices=prices, source=source)
+    def __init__(self, processor: RowProcessing, sampling_slots: int) -> None:
+        self.processor = processor
         self.sampling_slots = sampling_slots
         self._gate: asyncio.Semaphore | None = None
 
@@ -66,6 +67,23 @@ class DistillActor:
             for name, value in outcome.to_dict().items():
                 columns[name].append(value)
         return columns
+
+
+class DistillActor(RowActor):
+    """Distill's row actor: builds the panel and :class:`RowProcessor` once per actor."""
+
+    def __init__(
+        self,
+        spec: DistillSpec,
+        prices: PriceTable | None,
+        source: str,
+        share: int,
+        sampling_slots: int,
+    ) -> None:
+        self.panel = Panel.build(spec, share=share)
+        super().__init__(
+            RowProcessor(spec, self.panel, prices=prices, source=source), sampling_slots
+        )
 
 
 async def run_ray(

@@ -4,6 +4,8 @@ Every record is one line. Lines are appended with ``O_APPEND`` in one ``write`` 
 then ``fsync``-ed, so after a crash — SIGKILL included — the file holds whole records plus, at
 worst, one torn last line. :func:`scan_jsonl` cuts that torn tail off on restart and returns the
 input hashes already present, so a rerun skips them and never writes a record twice.
+:class:`JsonlRecords` is the one reader of such files (distill outputs, eval generations and
+judgments): it passes over a torn last line and refuses any other line that is not a record.
 """
 
 from __future__ import annotations
@@ -11,14 +13,23 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any, BinaryIO
 
+from ..errors import InvalidRequestError
 from .errors import DistillOutputError
 
-__all__ = ["JsonlAppender", "ScanResult", "check_writable", "scan_jsonl"]
+__all__ = [
+    "JsonlAppender",
+    "JsonlRecords",
+    "ScanResult",
+    "check_writable",
+    "read_jsonl",
+    "scan_jsonl",
+]
 
 
 def check_writable(path: Path, *, what: str, not_same_as: Sequence[Path] = ()) -> None:
@@ -73,6 +84,78 @@ def _hash_of(entry: object) -> tuple[str | None, str | None]:
     )
 
 
+class JsonlRecords:
+    """The records of a JSONL file written by :class:`JsonlAppender`, read line by line.
+
+    Blank lines are passed over. A last line without its newline is a write cut short by a
+    crash: it is not a record, and its length is kept in :attr:`torn_bytes` (:attr:`whole_bytes`
+    is where the whole lines end, to truncate to). Any other line that is not a JSON object
+    ``accept`` takes raises ``error`` naming the file, the line number and ``kind``.
+
+    Args:
+        handle: the file, opened in binary mode at its start.
+        path: the file's path, for messages.
+        kind: what a line should be, e.g. ``"polyfuse distill record (no input_hash)"``.
+        accept: whether a decoded JSON object is such a record.
+        error: the error type raised for a line that is not one.
+    """
+
+    def __init__(
+        self,
+        handle: BinaryIO,
+        path: Path,
+        *,
+        kind: str,
+        accept: Callable[[dict[str, Any]], bool],
+        error: type[InvalidRequestError] = DistillOutputError,
+    ) -> None:
+        self.handle = handle
+        self.path = path
+        self.kind = kind
+        self.accept = accept
+        self.error = error
+        self.whole_bytes = 0
+        self.torn_bytes = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for number, raw in enumerate(self.handle, start=1):
+            if not raw.endswith(b"\n"):
+                self.torn_bytes = len(raw)
+                return
+            self.whole_bytes += len(raw)
+            if not raw.strip():
+                continue
+            try:
+                entry: Any = json.loads(raw)
+            except ValueError:
+                entry = None
+            if not isinstance(entry, dict) or not self.accept(entry):
+                raise self.error(
+                    f"{str(self.path)!r} line {number} is not a {self.kind}; polyfuse only "
+                    "appends to files it wrote — remove that line or write to a new file"
+                )
+            yield entry
+
+
+def read_jsonl(
+    path: Path,
+    *,
+    kind: str,
+    accept: Callable[[dict[str, Any]], bool],
+    error: type[InvalidRequestError] = DistillOutputError,
+) -> list[dict[str, Any]]:
+    """Every record of ``path`` (none when it does not exist), as :class:`JsonlRecords` reads
+    them: a torn last line is left out, any other line that is not a record raises ``error``."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise error(f"cannot open {str(path)!r}: {exc.strerror}") from None
+    with handle:
+        return list(JsonlRecords(handle, path, kind=kind, accept=accept, error=error))
+
+
 def scan_jsonl(path: Path, *, repair: bool) -> ScanResult:
     """Read the input hashes of an output or errors file written by :class:`JsonlAppender`.
 
@@ -88,30 +171,22 @@ def scan_jsonl(path: Path, *, repair: bool) -> ScanResult:
     except OSError as exc:
         raise DistillOutputError(f"cannot open {str(path)!r}: {exc.strerror}") from None
     with handle:
-        good_end = 0
-        for number, raw in enumerate(handle, start=1):
-            if not raw.endswith(b"\n"):
-                result.torn_bytes = len(raw)
-                break
-            good_end += len(raw)
-            if not raw.strip():
-                continue
-            try:
-                digest, config = _hash_of(json.loads(raw))
-            except ValueError:
-                digest, config = None, None
-            if digest is None:
-                raise DistillOutputError(
-                    f"{str(path)!r} line {number} is not a polyfuse distill record (no "
-                    "input_hash); polyfuse only appends to files it wrote — remove that line "
-                    "or write to a new file"
-                )
-            result.hashes[digest] = result.hashes.get(digest, 0) + 1
+        records = JsonlRecords(
+            handle,
+            path,
+            kind="polyfuse distill record (no input_hash)",
+            accept=lambda entry: _hash_of(entry)[0] is not None,
+        )
+        for entry in records:
+            digest, config = _hash_of(entry)
+            if digest is not None:
+                result.hashes[digest] = result.hashes.get(digest, 0) + 1
             if config is not None:
                 result.configs.add(config)
             result.lines += 1
+        result.torn_bytes = records.torn_bytes
         if result.torn_bytes and repair:
-            handle.truncate(good_end)
+            handle.truncate(records.whole_bytes)
             handle.flush()
             os.fsync(handle.fileno())
     return result

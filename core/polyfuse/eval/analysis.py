@@ -6,13 +6,14 @@ breakdowns, and a recommendation worded with its uncertainty.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..distill.store import read_jsonl
+from .errors import EvalDataError
 from .judges import combine_orders
 from .stats import Comparison, Estimate, FrontierPoint, bootstrap, frontier
 
@@ -159,21 +160,17 @@ class EvalAnalysis:
 
 
 def read_generations(path: Path) -> list[dict[str, Any]]:
-    """The generation records (a torn last line is ignored)."""
-    if not path.exists():
-        return []
-    records: list[dict[str, Any]] = []
-    with path.open("rb") as handle:
-        for raw in handle:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                item = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(item, dict) and "strategies" in item:
-                records.append(item)
-    return records
+    """The generation records (none when ``path`` does not exist; a torn last line is left out).
+
+    Raises :class:`~polyfuse.eval.EvalDataError` naming the line when any other line is not a
+    generation record.
+    """
+    return read_jsonl(
+        path,
+        kind="polyfuse eval generation record (no strategies)",
+        accept=lambda entry: "strategies" in entry,
+        error=EvalDataError,
+    )
 
 
 def _metric_of(kinds: set[str], opponents: set[str]) -> str:

@@ -21,14 +21,13 @@ arena-hard     Arena-Hard ``question.jsonl``               LLM judge
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..distill.outcome import encode_line
 from .errors import EvalDataError
+from .jsonl_input import read_objects
 
 __all__ = [
     "DATASETS",
@@ -50,22 +49,8 @@ CODE_INSTRUCTION = "\n\nAnswer with one Python code block holding the complete s
 
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.exists():
-        raise EvalDataError(f"the eval set {str(path)!r} does not exist; pass its path")
-    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError as exc:
-                    raise EvalDataError(f"{str(path)}:{number}: not valid JSON ({exc})") from None
-                if isinstance(record, dict):
-                    yield record
-    except OSError as exc:
-        raise EvalDataError(f"cannot read {str(path)!r}: {exc}") from None
+    for _, record in read_objects(path, what="eval set"):
+        yield record
 
 
 def _need(record: Mapping[str, Any], path: Path, *fields: str) -> None:

@@ -15,14 +15,14 @@ judged rows they get a rubric score when ``judge_candidates`` is on.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ..distill.outcome import encode_line
-from ..distill.store import JsonlAppender, scan_jsonl
+from ..distill.store import JsonlAppender, read_jsonl, scan_jsonl
+from .errors import EvalDataError
 from .graders import grade_answer, grader_for
 from .judges import JudgeReply, PairwiseJudge, RubricJudge
 from .rows import EvalRow
@@ -83,21 +83,18 @@ def _row(record: Mapping[str, Any]) -> EvalRow:
 
 
 def read_judgments(path: Path) -> list[dict[str, Any]]:
-    """Every judgment line of a judgments file (a torn last line is ignored)."""
-    if not path.exists():
-        return []
-    out: list[dict[str, Any]] = []
-    with path.open("rb") as handle:
-        for raw in handle:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                item = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(item, dict):
-                out.append(item)
-    return out
+    """Every judgment line of a judgments file (none when it does not exist; a torn last line
+    is left out).
+
+    Raises :class:`~polyfuse.eval.EvalDataError` naming the line when any other line is not a
+    judgment.
+    """
+    return read_jsonl(
+        path,
+        kind="polyfuse eval judgment (no key)",
+        accept=lambda entry: "key" in entry,
+        error=EvalDataError,
+    )
 
 
 class _Writer:

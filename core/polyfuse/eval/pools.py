@@ -14,15 +14,14 @@ read.
 
 from __future__ import annotations
 
-import gzip
-import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..distill.outcome import encode_line
 from .errors import EvalDataError
+from .jsonl_input import read_objects
 
 __all__ = [
     "PoolCandidate",
@@ -87,31 +86,11 @@ class PoolEntry:
         return {**self.row, "candidates": [c.to_dict() for c in self.candidates]}
 
 
-def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.exists():
-        raise EvalDataError(f"the pools file {str(path)!r} does not exist")
-    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError as exc:
-                    raise EvalDataError(f"{str(path)}:{number}: not valid JSON ({exc})") from None
-                if not isinstance(record, dict):
-                    raise EvalDataError(f"{str(path)}:{number}: not a JSON object")
-                yield number, record
-    except OSError as exc:
-        raise EvalDataError(f"cannot read {str(path)!r}: {exc}") from None
-
-
 def read_pools(path: str | Path) -> list[PoolEntry]:
     """A polyfuse pools file (``.jsonl`` or ``.jsonl.gz``)."""
     source = Path(path)
     entries: list[PoolEntry] = []
-    for number, record in _lines(source):
+    for number, record in read_objects(source, what="pools file"):
         raw = record.get("candidates")
         if not isinstance(raw, list) or not raw:
             raise EvalDataError(
@@ -132,7 +111,7 @@ def read_zeroeval(path: str | Path, *, task: str = "gsm8k") -> list[PoolEntry]:
     """
     source = Path(path)
     by_id: dict[str, PoolEntry] = {}
-    for number, record in _lines(source):
+    for number, record in read_objects(source, what="pools file"):
         try:
             qid, question, model = str(record["id"]), str(record["question"]), str(record["model"])
         except KeyError as exc:

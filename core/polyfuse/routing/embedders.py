@@ -28,6 +28,7 @@ import numpy.typing as npt
 from pydantic import SecretStr
 
 from ..backends._wire import error_message, retry_after_seconds
+from ..embedding_reply import parse_embedding_reply
 from ..errors import (
     APIConnectionError,
     APITimeoutError,
@@ -248,36 +249,7 @@ def _parse_embeddings(response: httpx.Response, expected: int, label: str) -> li
         data = response.json()
     except ValueError:
         raise ProtocolError("the embeddings response is not JSON", endpoint=label) from None
-    items = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(items, list) or len(items) != expected:
-        got = len(items) if isinstance(items, list) else "no"
-        raise ProtocolError(
-            f"asked for {expected} embeddings, got {got} 'data' items", endpoint=label
-        )
-    entries: list[Any] = list(items)
-    ordered = sorted(entries, key=_index_of)
-    vectors: list[list[float]] = []
-    for item in ordered:
-        vector = item.get("embedding") if isinstance(item, dict) else None
-        if isinstance(vector, list) and vector and isinstance(vector[0], list):
-            raise ProtocolError(
-                "the server returned one vector per token; start it with pooling "
-                "(llama.cpp: --pooling mean)",
-                endpoint=label,
-            )
-        if not isinstance(vector, list) or not vector:
-            raise ProtocolError("an embedding is missing or empty", endpoint=label)
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector):
-            raise ProtocolError("an embedding holds non-numbers", endpoint=label)
-        vectors.append([float(x) for x in vector])
-    if len({len(v) for v in vectors}) > 1:
-        raise ProtocolError("the embeddings have different lengths", endpoint=label)
-    return vectors
-
-
-def _index_of(item: Any) -> int:
-    index = item.get("index", 0) if isinstance(item, dict) else 0
-    return index if isinstance(index, int) else 0
+    return parse_embedding_reply(data, expected, endpoint=label)
 
 
 class LocalModelEmbedder(OpenAIEmbedder):

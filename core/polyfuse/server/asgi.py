@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from .errors import APIError
 
 __all__ = [
+    "CLIENT_CLOSED",
     "SECURITY_HEADERS",
     "ASGIApp",
     "ClientDisconnected",
@@ -26,6 +27,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
+
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection"
 
 # On every API reply: no MIME sniffing of JSON into HTML, and no caching of answers.
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -16,7 +15,7 @@ from ..events import AggregationStarted, AnswerRestarted, FusedToken, FusionDone
 from ..messages import ChatRequest
 from ..redaction import Redactor, StreamScrubber, client_reason
 from ..results import FusionResult
-from .asgi import ClientDisconnected, DisconnectWatch, Receive, Scope, Send
+from .asgi import CLIENT_CLOSED, ClientDisconnected, DisconnectWatch, Send
 from .caps import RequestCaps, check_caps, decode_json
 from .catalog import PresetCatalog, model_id
 from .errors import APIError, from_polyfuse_error
@@ -24,6 +23,7 @@ from .limits import read_body
 from .metrics import NO_MODEL, ServerMetrics
 from .schemas import ParsedChatRequest, parse_chat_request
 from .settings import ServerSettings
+from .sse import SSEResponse
 from .wire import (
     DONE,
     ChunkWriter,
@@ -36,8 +36,6 @@ from .wire import (
 __all__ = ["ChatCompletions", "FusionStream"]
 
 logger = logging.getLogger("polyfuse.server")
-
-CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection"
 
 
 def error_response(error: APIError) -> Response:
@@ -200,7 +198,7 @@ class ChatCompletions:
         )
 
 
-class FusionStream(Response):
+class FusionStream(SSEResponse):
     """A streamed fused answer as ``chat.completion.chunk`` server-sent events.
 
     :meth:`prepare` runs the fusion until its candidates are in, so that a request whose
@@ -209,8 +207,6 @@ class FusionStream(Response):
     chunk, the usage chunk when asked, and ``[DONE]``. A failure after the headers is sent as
     an OpenAI error event.
     """
-
-    media_type = "text/event-stream"
 
     def __init__(
         self,
@@ -221,17 +217,14 @@ class FusionStream(Response):
         watch: DisconnectWatch,
         started: float,
     ) -> None:
-        self.status_code = 200
-        self.background = None
-        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        self._endpoint = endpoint
-        self._parsed = parsed
-        self._outcome = outcome
-        self._watch = watch
-        self._started = started
-        self._events: AsyncIterator[FusionEvent] = endpoint.catalog.fusion(outcome.preset).astream(
-            request
+        super().__init__(
+            endpoint,
+            outcome,
+            endpoint.catalog.fusion(outcome.preset).astream(request),
+            started,
+            watch,
         )
+        self._parsed = parsed
         self._pending: FusionEvent | None = None
         # Known keys scrubbed from the streamed text, even when split across tokens.
         self._scrubber = StreamScrubber(endpoint.redact)
@@ -250,22 +243,8 @@ class FusionStream(Response):
                 self._pending = event
                 return
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self._watch.race(self._pump(send))
-        except (ClientDisconnected, OSError):
-            # OSError: ASGI servers on spec 2.4 may raise it from send() once the client left.
-            self._outcome.status = CLIENT_CLOSED
-        except BaseException:
-            self._outcome.status = 500
-            raise
-        finally:
-            self._watch.close()
-            await self._events.aclose()  # type: ignore[attr-defined]
-            self._endpoint.record(self._outcome, self._started)
-
     async def _pump(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await self._start(send)
         await self._write(send, self._writer.role())
         try:
             if self._pending is None or not await self._handle(self._pending, send):
@@ -277,9 +256,6 @@ class FusionStream(Response):
             error = self._endpoint.failure(self._outcome, exc)
             await self._write(send, ChunkWriter.error(error.body()))
         await send({"type": "http.response.body", "body": DONE, "more_body": False})
-
-    async def _write(self, send: Send, data: bytes) -> None:
-        await send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def _handle(self, event: FusionEvent, send: Send) -> bool:
         """Send what ``event`` means; True when the answer is complete."""
@@ -311,10 +287,6 @@ class FusionStream(Response):
             await self._finish(event.result, send)
             return True
         return False
-
-    def _first_token(self) -> None:
-        if self._outcome.ttft_s is None:
-            self._outcome.ttft_s = time.perf_counter() - self._started
 
     async def _content(self, send: Send, text: str) -> None:
         if text:

@@ -45,11 +45,12 @@ from ..fusion import Fusion
 from ..messages import ChatRequest
 from ..redaction import Redactor, StreamScrubber, client_reason
 from ..results import Candidate, ErrorInfo, FusionResult
-from .asgi import ClientDisconnected, DisconnectWatch, Receive, Scope, Send
+from .asgi import CLIENT_CLOSED, ClientDisconnected, Send
 from .catalog import model_id
-from .chat import CLIENT_CLOSED, ChatCompletions, _Outcome, error_response
+from .chat import ChatCompletions, _Outcome, error_response
 from .errors import APIError
 from .passages import attribute_passages
+from .sse import SSEResponse
 
 __all__ = [
     "EVENTS_PATH",
@@ -229,13 +230,11 @@ class FusionEvents:
                 self.chat.record(outcome, started)
 
 
-class EventStream(Response):
+class EventStream(SSEResponse):
     """One fusion's events as SSE. Headers go out at once (status 200); a failure after that
     is an ``error`` event carrying the status the same failure gets from
     ``/v1/chat/completions``. A client that disconnects cancels the fusion and every call in
     flight."""
-
-    media_type = "text/event-stream"
 
     def __init__(
         self,
@@ -245,14 +244,8 @@ class EventStream(Response):
         outcome: _Outcome,
         started: float,
     ) -> None:
-        self.status_code = 200
-        self.background = None
-        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        self._endpoint = endpoint
+        super().__init__(endpoint, outcome, fusion.astream(request), started)
         self._fusion = fusion
-        self._request = request
-        self._outcome = outcome
-        self._started = started
         self._redact = endpoint.redact
         # Known keys are scrubbed from streamed model text, even when split across tokens.
         self._scrubbers: dict[int, StreamScrubber] = {}
@@ -260,22 +253,6 @@ class EventStream(Response):
         self._models: list[str] = [
             member.backend.model for member in fusion.pool.members for _ in range(member.samples)
         ]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watch = DisconnectWatch(receive)
-        events = self._fusion.astream(self._request)
-        try:
-            await watch.race(self._pump(events, send))
-        except (ClientDisconnected, OSError):
-            # OSError: ASGI servers on spec 2.4 may raise it from send() once the client left.
-            self._outcome.status = CLIENT_CLOSED
-        except BaseException:
-            self._outcome.status = 500
-            raise
-        finally:
-            watch.close()
-            await events.aclose()  # type: ignore[attr-defined]
-            self._endpoint.record(self._outcome, self._started)
 
     def _started_event(self) -> bytes:
         policy = self._fusion.policy
@@ -297,10 +274,10 @@ class EventStream(Response):
             },
         )
 
-    async def _pump(self, events: AsyncIterator[FusionEvent], send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+    async def _pump(self, send: Send) -> None:
+        await self._start(send)
         await self._write(send, self._started_event())
-        beats = _with_heartbeats(events, HEARTBEAT_S)
+        beats = _with_heartbeats(self._events, HEARTBEAT_S)
         try:
             async for event in beats:
                 data = HEARTBEAT if event is None else self._encode(event)
@@ -314,10 +291,6 @@ class EventStream(Response):
             # Cancels a pending read of the fusion's events (cancelled while we wrote).
             await beats.aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    @staticmethod
-    async def _write(send: Send, data: bytes) -> None:
-        await send({"type": "http.response.body", "body": data, "more_body": True})
 
     def _candidate_text(self, index: int, delta: str | None = None) -> bytes:
         """A ``candidate.token`` with ``delta`` scrubbed of known keys (a key split across
@@ -333,8 +306,7 @@ class EventStream(Response):
     def _fused_text(self, text: str) -> bytes:
         if not text:
             return b""
-        if self._outcome.ttft_s is None:
-            self._outcome.ttft_s = time.perf_counter() - self._started
+        self._first_token()
         return _encode("fused.token", {"delta": text})
 
     def _encode(self, event: FusionEvent) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 
-from polyfuse import ProtocolError
+from polyfuse.embedding_reply import parse_embedding_reply
 from polyfuse.sync import run_sync
 from polyfuse.transport import HTTPTransport, JSONCaller, RetryPolicy, Timeouts, Transport
 
@@ -139,34 +139,6 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
         }
         if self.dimensions is not None:
             body["dimensions"] = self.dimensions
-        return _parse(await self._json_caller()(body), len(texts), self._label)
-
-
-def _parse(data: Any, expected: int, label: str) -> list[Embedding]:
-    items = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(items, list) or len(items) != expected:
-        got = len(items) if isinstance(items, list) else "no"
-        raise ProtocolError(
-            f"asked for {expected} embeddings, got {got} 'data' items", endpoint=label
+        return parse_embedding_reply(
+            await self._json_caller()(body), len(texts), endpoint=self._label
         )
-    ordered = sorted(items, key=_index_of)
-    vectors: list[Embedding] = []
-    for item in ordered:
-        vector = item.get("embedding") if isinstance(item, dict) else None
-        if isinstance(vector, list) and vector and isinstance(vector[0], list):
-            raise ProtocolError(
-                "the server returned one vector per token; start it with pooling "
-                "(llama.cpp: --pooling mean) to get one vector per text",
-                endpoint=label,
-            )
-        if not isinstance(vector, list) or not vector:
-            raise ProtocolError("an embedding is missing or empty", endpoint=label)
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector):
-            raise ProtocolError("an embedding holds non-numbers", endpoint=label)
-        vectors.append([float(x) for x in vector])
-    return vectors
-
-
-def _index_of(item: Any) -> int:
-    """An embedding item's position (``index``), 0 when the server leaves it out."""
-    return item.get("index", 0) if isinstance(item, dict) else 0
