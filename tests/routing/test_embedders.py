@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from polyfuse.errors import InvalidRequestError, ProtocolError, RateLimitError
+from polyfuse.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+)
 from polyfuse.routing import LocalModelEmbedder, OpenAIEmbedder
 from polyfuse.testing import serve
+from polyfuse.transport import MockTransport, Request, Response
 
 
 class EmbeddingServer:
@@ -21,6 +29,8 @@ class EmbeddingServer:
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.fail_next: int | None = None
+        self.failures: list[int] = []  # statuses for the next requests, in order
+        self.api_key: str | None = None  # when set, other bearer tokens get a 401
         self.per_token = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -35,8 +45,17 @@ class EmbeddingServer:
         body = json.loads(b"".join(chunks))
         self.bodies.append(body)
         self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})
+        if self.api_key is not None and self.headers[-1].get("authorization") != (
+            f"Bearer {self.api_key}"
+        ):
+            payload = {"error": {"message": "Incorrect API key provided"}}
+            await self._send(send, 401, payload, [])
+            return
         if self.fail_next is not None:
-            status, self.fail_next = self.fail_next, None
+            self.failures.insert(0, self.fail_next)
+            self.fail_next = None
+        if self.failures:
+            status = self.failures.pop(0)
             payload = {"error": {"message": "slow down"}}
             await self._send(send, status, payload, [(b"retry-after", b"0")])
             return
@@ -83,9 +102,77 @@ async def test_openai_embedder_batches_orders_normalises_and_retries(
     await embedder.aclose()
 
 
+async def test_openai_embedder_retries_5xx_and_types_errors_like_other_callers(
+    server: tuple[EmbeddingServer, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, url = server
+    embedder = OpenAIEmbedder(url, "emb", max_retries=2)
+    caplog.set_level(logging.INFO, logger="polyfuse")
+    app.failures = [503]  # one 5xx, then the answer: retried once, logged as retry 1/2
+    assert (await embedder.aembed(["aa"])).shape == (1, 2)
+    assert len(app.bodies) == 2
+    assert "embeddings:emb: ServerError; retry 1/2" in caplog.text
+    app.failures = [502, 503, 500]  # more 5xx than retries: the error counts the retries
+    with pytest.raises(ServerError) as failed:
+        await embedder.aembed(["aa"])
+    assert failed.value.retries == 2 and failed.value.status_code == 500
+    assert failed.value.endpoint == "embeddings:emb" and len(app.bodies) == 5
+    await embedder.aclose()
+
+    app.api_key = "sk-right"
+    wrong = OpenAIEmbedder(url, "emb", api_key="sk-wrong-secret", max_retries=2)
+    with pytest.raises(AuthenticationError) as denied:
+        await wrong.aembed(["aa"])
+    assert denied.value.status_code == 401 and denied.value.retries == 0
+    assert len(app.bodies) == 6  # an auth error is not retried
+    assert "sk-wrong-secret" not in str(denied.value) + caplog.text + repr(wrong)
+    await wrong.aclose()
+    right = OpenAIEmbedder(url, "emb", api_key="sk-right")
+    assert (await right.aembed(["aa"])).shape == (1, 2)
+    await right.aclose()
+
+
+async def test_openai_embedder_sends_dimensions_through_a_given_transport() -> None:
+    seen: list[Request] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(request)
+        n = len(request.json()["input"])
+        return Response(
+            200, json={"data": [{"index": i, "embedding": [3.0, 4.0]} for i in range(n)]}
+        )
+
+    embedder = OpenAIEmbedder(
+        "http://test/v1/",
+        "emb",
+        dimensions=2,
+        headers={"x-team": "a"},
+        transport=MockTransport(handler),
+    )
+    assert embedder.id == "openai:http://test/v1:emb:2"
+    vectors = await embedder.aembed(["a", "b", "c"])
+    np.testing.assert_allclose(vectors, [[0.6, 0.8]] * 3, rtol=1e-6)
+    assert seen[0].url == "http://test/v1/embeddings" and seen[0].headers["x-team"] == "a"
+    assert seen[0].json() == {
+        "model": "emb",
+        "input": ["a", "b", "c"],
+        "encoding_format": "float",
+        "dimensions": 2,
+    }
+    assert (await embedder.aembed([])).shape == (0, 2) and len(seen) == 1
+
+
 def test_embedder_settings_are_checked() -> None:
     with pytest.raises(InvalidRequestError, match="http"):
         OpenAIEmbedder("127.0.0.1:8000", "m")
+    with pytest.raises(InvalidRequestError, match="dimensions"):
+        OpenAIEmbedder("http://x/v1", "m", dimensions=0)
+    with pytest.raises(InvalidRequestError, match="transport"):
+        OpenAIEmbedder(
+            "http://x/v1", "m", verify=False, transport=MockTransport(lambda _: Response(500))
+        )
+    with pytest.raises(InvalidRequestError, match="header"):
+        OpenAIEmbedder("http://x/v1", "m", headers={"x-bad": "a\r\nb"})
 
 
 @pytest.mark.local_model

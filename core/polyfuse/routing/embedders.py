@@ -5,7 +5,7 @@
   of queries per second on one core, and adds well under a millisecond to routing one query.
   Chosen over sentence-transformers models because those need torch and a model download.
 * :class:`OpenAIEmbedder`: any OpenAI-compatible ``/v1/embeddings`` endpoint (vLLM, llama.cpp,
-  Ollama, TEI, hosted APIs).
+  Ollama, TEI, hosted APIs), through polyfuse's shared transport and retry policy.
 * :class:`LocalModelEmbedder`: polyfuse's embedded llama.cpp model started with
   ``embeddings=True``.
 
@@ -15,28 +15,18 @@ has an ``id`` that names the model; :class:`EmbeddingCache` keys stored vectors 
 
 from __future__ import annotations
 
-import asyncio
-import random
-import weakref
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import httpx
 import numpy as np
 import numpy.typing as npt
 from pydantic import SecretStr
 
-from ..backends._wire import error_message, retry_after_seconds
-from ..embedding_reply import parse_embedding_reply
-from ..errors import (
-    APIConnectionError,
-    APITimeoutError,
-    BackendError,
-    InvalidRequestError,
-    ProtocolError,
-    status_error_for,
-)
+from ..embedding_client import EmbeddingClient
+from ..errors import InvalidRequestError
+from ..transport import CertTypes, HTTPTransport, Transport, VerifyTypes
 
 if TYPE_CHECKING:
     from ..local import LocalModel
@@ -132,16 +122,33 @@ class WordLlamaEmbedder:
 
 
 class OpenAIEmbedder:
-    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint, over httpx.
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint.
+
+    Requests go through polyfuse's one transport and retry policy (see
+    :mod:`polyfuse.transport` and :class:`polyfuse.embedding_client.EmbeddingClient`, which the
+    LlamaIndex embedding shares): 429/5xx, timeouts and dropped connections are retried
+    ``max_retries`` times with backoff (honouring ``Retry-After``), each retry logged and counted
+    on the final error's ``retries``; failures raise :mod:`polyfuse.errors` types (a bad key:
+    :class:`~polyfuse.errors.AuthenticationError`). One pool of connections per event loop.
 
     Args:
         base_url: the API root, e.g. ``http://127.0.0.1:8080/v1``.
         model: the model name sent with each request (part of :attr:`id`).
         api_key: sent as a bearer token; kept as a ``SecretStr``, never logged or shown.
         batch_size: texts per request.
-        timeout: seconds per request.
-        max_retries: retries for 429/5xx, timeouts and dropped connections (with backoff,
-            honouring ``Retry-After``).
+        timeout: seconds to connect, write, and wait for each read.
+        max_retries: retries after the first attempt for retryable failures.
+        dimensions: ask for shorter vectors (only for models that support it; part of
+            :attr:`id`).
+        headers: extra HTTP headers (no line breaks: header injection is refused).
+        verify / cert / trust_env: TLS verification, a client certificate, and whether the
+            environment's proxies and CA settings apply; as for :class:`~polyfuse.OpenAIEndpoint`
+            (they configure the default :class:`polyfuse.transport.HTTPTransport`).
+        transport: where requests go instead (then pass ``verify``/``cert`` to it);
+            :class:`polyfuse.transport.MockTransport` answers from a function in tests.
+
+    Raises:
+        InvalidRequestError: a setting is invalid (the message names it).
     """
 
     def __init__(
@@ -153,6 +160,12 @@ class OpenAIEmbedder:
         batch_size: int = 64,
         timeout: float = 60.0,
         max_retries: int = 2,
+        dimensions: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        transport: Transport | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise InvalidRequestError(
@@ -160,96 +173,55 @@ class OpenAIEmbedder:
             )
         if batch_size < 1 or max_retries < 0 or timeout <= 0:
             raise InvalidRequestError("batch_size >= 1, max_retries >= 0 and timeout > 0 needed")
+        if dimensions is not None and dimensions < 1:
+            raise InvalidRequestError(f"dimensions must be >= 1 (got {dimensions})")
+        if transport is not None and (verify is not True or cert is not None):
+            raise InvalidRequestError(
+                "pass verify= and cert= to the transport, not to OpenAIEmbedder, "
+                "when you give transport="
+            )
         self.base_url = base_url.strip().rstrip("/")
         self.model = model
         self.api_key = SecretStr(api_key) if isinstance(api_key, str) else api_key
         self.batch_size = batch_size
         self.timeout = timeout
         self.max_retries = max_retries
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
-        self._clients = weakref.WeakKeyDictionary()
+        self.dimensions = dimensions
+        self.transport: Transport = transport or HTTPTransport(
+            verify=verify, cert=cert, trust_env=trust_env
+        )
+        self._client = EmbeddingClient(
+            self.base_url,
+            model,
+            api_key=self.api_key,
+            dimensions=dimensions,
+            headers=headers,
+            timeout=timeout,
+            max_retries=max_retries,
+            transport=self.transport,
+        )
 
     @property
     def id(self) -> str:
-        """``openai:<base_url>:<model>``."""
-        return f"openai:{self.base_url}:{self.model}"
+        """``openai:<base_url>:<model>`` (``:<dimensions>`` appended when asked for)."""
+        suffix = f":{self.dimensions}" if self.dimensions is not None else ""
+        return f"openai:{self.base_url}:{self.model}{suffix}"
 
     def __repr__(self) -> str:
         return f"OpenAIEmbedder({self.base_url!r}, model={self.model!r})"
 
-    @property
-    def _label(self) -> str:
-        return f"embeddings:{self.model}"
-
-    def _client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            headers = {"content-type": "application/json"}
-            if self.api_key is not None:
-                headers["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
-            client = httpx.AsyncClient(headers=headers, timeout=self.timeout)
-            self._clients[loop] = client
-        return client
-
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        await self._client.aclose()
 
     async def aembed(self, texts: list[str]) -> Matrix:
         """Embed ``texts`` in batches of :attr:`batch_size`."""
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
-            rows.extend(await self._batch(texts[start : start + self.batch_size]))
+            rows.extend(await self._client.embed(texts[start : start + self.batch_size]))
         if not rows:
-            return np.zeros((0, 0), dtype=np.float32)
+            return np.zeros((0, self.dimensions or 0), dtype=np.float32)
         return normalize_rows(rows)
-
-    async def _batch(self, texts: list[str]) -> list[list[float]]:
-        body = {"model": self.model, "input": texts, "encoding_format": "float"}
-        for attempt in range(self.max_retries + 1):
-            try:
-                return await self._post(body, len(texts))
-            except BackendError as exc:
-                if not exc.retryable or attempt >= self.max_retries:
-                    raise
-                wait = getattr(exc, "retry_after", None)
-                await asyncio.sleep(
-                    wait if wait is not None else 0.5 * 2**attempt * random.random()
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _post(self, body: dict[str, Any], expected: int) -> list[list[float]]:
-        try:
-            response = await self._client().post(f"{self.base_url}/embeddings", json=body)
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(
-                f"timed out ({type(exc).__name__})", endpoint=self._label
-            ) from None
-        except httpx.TransportError as exc:
-            raise APIConnectionError(
-                f"cannot reach {self.base_url} ({type(exc).__name__})", endpoint=self._label
-            ) from None
-        if response.status_code >= 400:
-            message, decoded = error_message(response.content, response.status_code)
-            raise status_error_for(
-                response.status_code,
-                message,
-                endpoint=self._label,
-                body=decoded,
-                retry_after=retry_after_seconds(response.headers.get("retry-after")),
-            )
-        return _parse_embeddings(response, expected, self._label)
-
-
-def _parse_embeddings(response: httpx.Response, expected: int, label: str) -> list[list[float]]:
-    try:
-        data = response.json()
-    except ValueError:
-        raise ProtocolError("the embeddings response is not JSON", endpoint=label) from None
-    return parse_embedding_reply(data, expected, endpoint=label)
 
 
 class LocalModelEmbedder(OpenAIEmbedder):
@@ -267,7 +239,8 @@ class LocalModelEmbedder(OpenAIEmbedder):
                 "the local model does not serve embeddings; start it with "
                 "LocalModel(embeddings=True)"
             )
-        super().__init__(model.base_url, model.model, batch_size=batch_size)
+        # the model listens on 127.0.0.1: never through a proxy from the environment
+        super().__init__(model.base_url, model.model, batch_size=batch_size, trust_env=False)
 
     @property
     def id(self) -> str:

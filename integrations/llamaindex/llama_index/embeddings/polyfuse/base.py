@@ -7,9 +7,9 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 
-from polyfuse.embedding_reply import parse_embedding_reply
+from polyfuse.embedding_client import EmbeddingClient
 from polyfuse.sync import run_sync
-from polyfuse.transport import HTTPTransport, JSONCaller, RetryPolicy, Timeouts, Transport
+from polyfuse.transport import Transport
 
 __all__ = ["OpenAICompatibleEmbedding"]
 
@@ -56,7 +56,7 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
     max_retries: int = Field(default=2, ge=0, description="Retries for retryable failures.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
 
-    _caller: JSONCaller | None = PrivateAttr(default=None)
+    _client: EmbeddingClient | None = PrivateAttr(default=None)
     _transport: Transport | None = PrivateAttr(default=None)
 
     def __init__(
@@ -106,39 +106,24 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop."""
-        if self._caller is not None:
-            await self._caller.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     # ------------------------------------------------------------------ HTTP
 
-    @property
-    def _label(self) -> str:
-        return f"embeddings:{self.model_name}"
-
-    def _json_caller(self) -> JSONCaller:
-        if self._caller is None:
-            headers = dict(self.headers)
-            if self.api_key is not None:
-                headers["authorization"] = f"Bearer {self.api_key.get_secret_value()}"
-            self._caller = JSONCaller(
-                self._transport or HTTPTransport(),
-                "POST",
-                f"{self.base_url}/embeddings",
-                endpoint=self._label,
-                headers=headers,
-                timeouts=Timeouts(connect=self.timeout, read=self.timeout, write=self.timeout),
-                policy=RetryPolicy(max_retries=self.max_retries),
+    def _embedding_client(self) -> EmbeddingClient:
+        if self._client is None:
+            self._client = EmbeddingClient(
+                self.base_url,
+                self.model_name,
+                api_key=self.api_key,
+                dimensions=self.dimensions,
+                headers=self.headers,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                transport=self._transport,
             )
-        return self._caller
+        return self._client
 
     async def _embed(self, texts: list[str]) -> list[Embedding]:
-        body: dict[str, Any] = {
-            "model": self.model_name,
-            "input": texts,
-            "encoding_format": "float",
-        }
-        if self.dimensions is not None:
-            body["dimensions"] = self.dimensions
-        return parse_embedding_reply(
-            await self._json_caller()(body), len(texts), endpoint=self._label
-        )
+        return await self._embedding_client().embed(texts)
