@@ -8,14 +8,12 @@ and the routing log.
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 
 import pytest
 from eval_helpers import read_jsonl, write_jsonl
 
-from polyfuse import SamplingParams
-from polyfuse.eval import PairwiseJudge, aevaluate
+from polyfuse.eval import aevaluate
 
 pytestmark = pytest.mark.local_model
 
@@ -37,14 +35,8 @@ fusor_params = { max_tokens = 16 }
 
 @pytest.mark.timeout(600)
 async def test_a_tiny_live_eval_on_the_embedded_model_writes_the_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    # The judge's default budget (512 tokens) is for real judges; a 135M model at temperature 0
-    # fills it without a verdict, which only costs CI time (~25 s): give it JUDGE_TOKENS.
-    judge_params = SamplingParams(temperature=0.0, max_tokens=JUDGE_TOKENS)
-    monkeypatch.setattr(
-        "polyfuse.eval.runner.PairwiseJudge", partial(PairwiseJudge, params=judge_params)
-    )
     config = tmp_path / "presets.toml"
     config.write_text(PRESETS, encoding="utf-8")
     data = write_jsonl(
@@ -72,6 +64,9 @@ async def test_a_tiny_live_eval_on_the_embedded_model_writes_the_report(
         config=config,
         preset="tiny",
         judge_candidates=False,
+        # the default budget (512 tokens) is for real judges; a 135M model at temperature 0
+        # fills it without a verdict, which only costs CI time (~25 s)
+        judge_max_tokens=JUDGE_TOKENS,
         resamples=200,
         fsync=False,
     )

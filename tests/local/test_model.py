@@ -126,6 +126,17 @@ async def test_two_models_at_once_with_embeddings_then_stop_cleanly() -> None:
             vectors = await client.embeddings.create(
                 model=embed.model, input=["the sky is blue", "the sky is blue", "bananas"]
             )
+            # a text gets the same vector alone as in a batch (slots > 1 used to mix them up)
+            texts = [
+                "What is the capital of France?",
+                "Write a Python function that merges two sorted lists please.",
+                "Explain quantum entanglement in simple words for a child.",
+            ]
+            batch = await client.embeddings.create(model=embed.model, input=texts)
+            alone = [
+                (await client.embeddings.create(model=embed.model, input=[text])).data[0]
+                for text in texts
+            ]
             answer = await client.chat.completions.create(
                 model=embed.model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
             )
@@ -138,6 +149,11 @@ async def test_two_models_at_once_with_embeddings_then_stop_cleanly() -> None:
             math.fsum(a * b for a, b in zip(first, second, strict=True)), 1.0, rel_tol=1e-3
         )
         assert math.fsum(a * b for a, b in zip(first, third, strict=True)) < 0.999
+        for batched, single in zip(batch.data, alone, strict=True):
+            cosine = math.fsum(
+                a * b for a, b in zip(batched.embedding, single.embedding, strict=True)
+            )
+            assert math.isclose(cosine, 1.0, rel_tol=1e-4)
         assert answer.choices[0].message.content  # chat still works in embedding mode
         pids = [chat.pid, embed.pid]
         urls = [chat.base_url, embed.base_url]

@@ -139,6 +139,9 @@ def eval_command(
     judge_candidates: Annotated[
         bool, typer.Option(help="Rubric-score candidates of judged rows (routing log).")
     ] = True,
+    judge_max_tokens: Annotated[
+        int, typer.Option(min=1, help="The LLM judge's reply budget in tokens.")
+    ] = 512,
     code_timeout: Annotated[
         float, typer.Option(min=0.1, help="Code grader: seconds per program.")
     ] = 10.0,
@@ -248,6 +251,7 @@ def eval_command(
                 progress=RichProgress(console, description="eval") if progress else None,
                 on_judgment=bar.tick if bar is not None else None,
                 judge_candidates=judge_candidates,
+                judge_max_tokens=judge_max_tokens,
                 code_limits=limits,
                 resamples=resamples,
                 fsync=fsync,

@@ -37,6 +37,7 @@ from ..distill.panel import Admission, Panel
 from ..distill.pricing import PriceTable
 from ..distill.progress import ProgressListener
 from ..distill.spec import DistillSpec
+from ..messages import SamplingParams
 from ..presets import PresetsConfig, load_config, with_overrides
 from ..spec import FusionOptions
 from .adaptive_curve import CurvePoint
@@ -301,6 +302,7 @@ async def aevaluate(
     progress: ProgressListener | None = None,
     on_judgment: Callable[[], None] | None = None,
     judge_candidates: bool = True,
+    judge_max_tokens: int = 512,
     code_limits: SandboxLimits | None = None,
     resamples: int = 2000,
     fsync: bool = True,
@@ -338,6 +340,8 @@ async def aevaluate(
             Data actors (``ray``, ``pip install ".[ray]"`` (in a polyfuse checkout)), as ``polyfuse distill`` does.
         progress / on_judgment: told as prompts finish / as judgments are written.
         judge_candidates: rubric-score candidates of judged rows (routing-log scores).
+        judge_max_tokens: the LLM judge's reply budget (its reasoning and verdict); a judge
+            cut off before its verdict counts as unparseable, never as a verdict.
         code_limits: sandbox limits for code graders.
         resamples: bootstrap resamples.
         fsync: fsync each batch (turn off only for throwaway runs).
@@ -443,10 +447,19 @@ async def aevaluate(
             if live_panel is not None and spec is not None
             else None
         )
+        judge_params = SamplingParams(temperature=0.0, max_tokens=judge_max_tokens)
         plan = JudgingPlan(
             mode=judge_mode,
-            pairwise=PairwiseJudge(judge_backend) if judge_backend is not None else None,
-            rubric=RubricJudge(judge_backend) if judge_backend is not None else None,
+            pairwise=(
+                PairwiseJudge(judge_backend, params=judge_params)
+                if judge_backend is not None
+                else None
+            ),
+            rubric=(
+                RubricJudge(judge_backend, params=judge_params)
+                if judge_backend is not None
+                else None
+            ),
             baseline=baseline,
             grader=grader,
             judge_candidates=judge_candidates,
