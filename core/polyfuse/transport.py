@@ -5,8 +5,8 @@ see ``polyfuse/backends/_http.py``), TLS with httpx's meaning of ``verify`` and 
 the environment's proxies (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``) and CA
 settings (``SSL_CERT_FILE``, ``SSL_CERT_DIR``) honoured as httpx honours them. Pass another
 :class:`Transport` with ``transport=`` to :class:`~polyfuse.OpenAIEndpoint` (and to the other
-HTTP users: the reward-model scorer, the LlamaIndex embedding, :func:`~polyfuse.probe_endpoint`
-through its endpoint) to route calls elsewhere; :class:`MockTransport` answers from a function,
+HTTP users: the reward-model scorer, the LlamaIndex embedding, the routing
+``OpenAIEmbedder``, :func:`~polyfuse.probe_endpoint` through its endpoint) to route calls elsewhere; :class:`MockTransport` answers from a function,
 as ``httpx.MockTransport`` does::
 
     from polyfuse.transport import MockTransport, Response

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from routing_helpers import planted_records
 
+from polyfuse.cli.app import run
 from polyfuse.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -17,7 +20,7 @@ from polyfuse.errors import (
     RateLimitError,
     ServerError,
 )
-from polyfuse.routing import LocalModelEmbedder, OpenAIEmbedder
+from polyfuse.routing import LocalModelEmbedder, OpenAIEmbedder, load_router, write_routing_log
 from polyfuse.testing import serve
 from polyfuse.transport import MockTransport, Request, Response
 
@@ -189,3 +192,28 @@ async def test_the_embedded_model_embeds_queries() -> None:
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
     with pytest.raises(InvalidRequestError, match="embeddings=True"):
         LocalModelEmbedder(LocalModel(slots=1, name="chat"))  # checked before it is started
+
+
+def test_route_train_sends_the_embedding_key_from_the_environment(
+    server: tuple[EmbeddingServer, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app, url = server
+    app.api_key = "sk-embed-right"
+    logs = tmp_path / "train.jsonl"
+    write_routing_log(logs, planted_records(8, seed=1), append=False)
+    command = ["route", "train", str(logs), "--kind", "knn", "--validation", "0"]
+    command += ["--embed-url", url, "--embed-model", "emb", "--cache", str(tmp_path / "c.db")]
+    monkeypatch.setenv("POLYFUSE_EMBED_API_KEY", "sk-embed-wrong")
+    assert run([*command, "--out", str(tmp_path / "bad")]) == 1
+    err = capsys.readouterr().err
+    assert "Incorrect API key" in err and "sk-embed-wrong" not in err
+    monkeypatch.setenv("POLYFUSE_EMBED_API_KEY", "sk-embed-right")
+    assert run([*command, "--out", str(tmp_path / "routers")]) == 0, capsys.readouterr().err
+    assert app.headers[-1]["authorization"] == "Bearer sk-embed-right"
+    assert load_router(tmp_path / "routers" / "router-knn.npz").kind == "knn"
+    monkeypatch.delenv("POLYFUSE_EMBED_API_KEY")
+    assert run(["route", "train", str(logs), "--embed-api-key", "k", "--out", str(tmp_path)]) == 2
+    assert "need --embed-url" in capsys.readouterr().err

@@ -63,6 +63,14 @@ EmbedUrlOpt = Annotated[
 EmbedModelOpt = Annotated[
     str | None, typer.Option(help="The embedding model at --embed-url.", show_default=False)
 ]
+EmbedKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="POLYFUSE_EMBED_API_KEY",
+        help="Bearer key for --embed-url (prefer the environment variable).",
+        show_default=False,
+    ),
+]
 OutputTokensOpt = Annotated[
     int,
     typer.Option(
@@ -214,6 +222,7 @@ def train_command(
     cache: CacheOpt = None,
     embed_url: EmbedUrlOpt = None,
     embed_model: EmbedModelOpt = None,
+    embed_api_key: EmbedKeyOpt = None,
     k: Annotated[int, typer.Option(help="kNN: neighbours.")] = 100,
     temperature: Annotated[float, typer.Option(help="kNN: similarity temperature.")] = 0.05,
     epochs: Annotated[int, typer.Option(help="MLP and MF: passes over the log.")] = 12,
@@ -253,7 +262,7 @@ def train_command(
         )
     if not 0 <= validation < 1:
         raise InvalidRequestError(f"--validation must be in [0, 1) (got {validation})")
-    embedder = make_embedder(embed_url, embed_model)
+    embedder = make_embedder(embed_url, embed_model, api_key=embed_api_key)
     rows: list[tuple[str, Router, float, Calibration | None, Path]] = []
     with _progress() as step:
         table, price_map, _ = _load(logs, llmrouter, split, prices, output_tokens, step)
@@ -320,6 +329,7 @@ def eval_command(
     cache: CacheOpt = None,
     embed_url: EmbedUrlOpt = None,
     embed_model: EmbedModelOpt = None,
+    embed_api_key: EmbedKeyOpt = None,
     infer_tasks: Annotated[
         bool,
         typer.Option(help="Hide each test query's task from the router (it infers the task)."),
@@ -366,7 +376,9 @@ def eval_command(
         train, _, _ = _load(train_logs, llmrouter, "train", prices, output_tokens, step)
         test, _, estimated = _load(test_logs, llmrouter, "test", prices, output_tokens, step)
         for path, router in loaded:
-            custom = make_embedder(embed_url, embed_model) if embed_url else None
+            custom = (
+                make_embedder(embed_url, embed_model, api_key=embed_api_key) if embed_url else None
+            )
             embedder = embedder_for(router, custom)
             x = embed_with_cache(embedder, test.queries, cache, step("embedding test", len(test)))
             reports = evaluate_router(

@@ -46,15 +46,20 @@ def load_logs(
     return records, price_map
 
 
-def make_embedder(embed_url: str | None, embed_model: str | None) -> Embedder:
-    """wordllama (default, offline), or an OpenAI-compatible ``/v1/embeddings`` endpoint."""
+def make_embedder(
+    embed_url: str | None, embed_model: str | None, *, api_key: str | None = None
+) -> Embedder:
+    """wordllama (default, offline), or an OpenAI-compatible ``/v1/embeddings`` endpoint
+    (``api_key`` is sent as its bearer token and kept as a ``SecretStr``)."""
     if embed_url is None:
-        if embed_model is not None:
-            raise InvalidRequestError("--embed-model needs --embed-url (the endpoint serving it)")
+        if embed_model is not None or api_key is not None:
+            raise InvalidRequestError(
+                "--embed-model and --embed-api-key need --embed-url (the endpoint serving it)"
+            )
         return WordLlamaEmbedder()
     if embed_model is None:
         raise InvalidRequestError("--embed-url needs --embed-model (the model to ask for)")
-    return OpenAIEmbedder(embed_url, embed_model)
+    return OpenAIEmbedder(embed_url, embed_model, api_key=api_key)
 
 
 def embed_with_cache(
