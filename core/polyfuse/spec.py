@@ -288,14 +288,27 @@ class FusionSpec(FusionOptions):
             [m if isinstance(m, PoolMember) else PoolMember(m, samples=samples) for m in self.pool]
         )
 
+    def hedged(self) -> FusionSpec:
+        """These settings with their hedging applied: each distinct backend of the pool and the
+        fusor wrapped once in a :class:`~polyfuse.HedgedBackend` (all sharing one budget), and
+        ``hedge`` cleared. Its :meth:`build` gives the same fusion as this spec's; keep it to
+        build again with the same hedging state (budget, observed times). Without ``hedge``,
+        this spec itself."""
+        if self.hedge is None:
+            return self
+        wrap = _hedger(self.hedge)
+        members = [
+            PoolMember(wrap(m.backend), m.samples, m.params) for m in self.make_pool().members
+        ]
+        fusor = wrap(self.fusor_backend)
+        return self.model_copy(update={"pool": members, "fusor": fusor, "hedge": None})
+
     def build(self) -> Fusion:
         """The :class:`~polyfuse.Fusion` these settings describe."""
+        if self.hedge is not None:
+            return self.hedged().build()
         pool = self.make_pool()
         fusor = self.fusor_backend
-        if self.hedge is not None:
-            wrap = _hedger(self.hedge)
-            pool = Pool([PoolMember(wrap(m.backend), m.samples, m.params) for m in pool.members])
-            fusor = wrap(fusor)
         if self.route is not None:
             pool = self.route.routed_pool(pool)
         self.check_quorum(pool.size)

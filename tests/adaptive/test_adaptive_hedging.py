@@ -160,3 +160,24 @@ async def test_a_percentile_threshold_follows_the_endpoint() -> None:
     # the fixed 100 s would outlast this bound; the observed p95 hedges at once
     [completion] = await asyncio.wait_for(hedged.complete(ChatRequest.build("hello")), 30)
     assert completion.content == "fine" and hedged.budget.hedges == 1
+
+
+def test_a_hedged_spec_wraps_each_backend_once_and_keeps_its_state_across_builds() -> None:
+    a, b = (
+        FunctionBackend(lambda request: "a", name="a"),
+        FunctionBackend(lambda request: "b", name="b"),
+    )
+    spec = FusionSpec(pool=[a, b], n=2, hedge={"after": 5.0, "budget": 0.5})
+    hedged = spec.hedged()
+    assert hedged.hedge is None and spec.hedge is not None  # the original is left as it was
+    members = hedged.make_pool().members
+    assert [m.samples for m in members] == [2, 2]
+    wrappers = [m.backend for m in members]
+    fusor = hedged.fusor_backend
+    assert all(isinstance(w, HedgedBackend) for w in wrappers) and fusor is wrappers[0]
+    budgets = {id(w.budget) for w in wrappers if isinstance(w, HedgedBackend)}
+    assert len(budgets) == 1  # one budget for the whole fusion
+    first, second = hedged.build(), hedged.build()
+    assert [m.backend for m in first.pool.members] == wrappers
+    assert [m.backend for m in second.pool.members] == wrappers  # never wrapped twice
+    assert FusionSpec(pool=[a]).hedged().pool == [a]  # no hedge: the spec itself

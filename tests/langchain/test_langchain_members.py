@@ -29,6 +29,7 @@ from polyfuse import (
     Pool,
     ServerError,
 )
+from polyfuse.aggregators import Fuse
 from polyfuse.testing import FakeOpenAIServer, Fault
 
 WEATHER_TOOL = {
@@ -141,6 +142,14 @@ def test_hedged_members_are_child_runs_and_hedged_once(
         assert isinstance(member.backend.backend, LangChainBackend)
         assert member.backend.budget is before.backend.budget
         assert member.backend.observed is before.backend.observed
+    # the fusor (not a member) too: one budget caps the extra calls of every call
+    assert isinstance(ready.aggregator, Fuse) and isinstance(per_call.aggregator, Fuse)
+    ready_fusor, call_fusor = ready.aggregator.fusor, per_call.aggregator.fusor
+    first = ready.pool.members[0].backend
+    assert isinstance(ready_fusor, HedgedBackend) and isinstance(call_fusor, HedgedBackend)
+    assert isinstance(first, HedgedBackend) and isinstance(call_fusor.backend, LangChainBackend)
+    assert call_fusor.budget is ready_fusor.budget is first.budget
+    assert call_fusor.observed is ready_fusor.observed
 
 
 def test_hedged_members_without_tool_support_fail_clearly() -> None:

@@ -97,11 +97,16 @@ class FusionPlan:
     """The ready pool ``ChatFusion(pool=...)`` was given: every fusion built here samples a
     pool of its kind (:meth:`Pool.with_members`), so a routed pool keeps routing instead of
     becoming a plain pool of all its members."""
+    hedged: FusionSpec | None = None
+    """``spec`` with its hedging applied (:meth:`FusionSpec.hedged`): the fusions built for
+    single calls hedge through views of the same wrappers, so one budget caps every call's
+    extra calls and the observed times accumulate."""
 
     @classmethod
     def build(cls, spec: FusionSpec, template: Pool | None = None) -> FusionPlan:
         """Build the spec's fusion (raises :class:`InvalidRequestError` for bad settings)."""
-        return cls(spec, _with_template(spec.build(), template), template)
+        hedged = spec.hedged()
+        return cls(spec, _with_template(hedged.build(), template), template, hedged)
 
     @property
     def pool(self) -> Pool:
@@ -145,15 +150,12 @@ class FusionPlan:
                     views[id(backend)] = backend
             return views[id(backend)]
 
-        ready = self.fusion.pool.members
-        members = [PoolMember(bind(m.backend), m.samples, m.params) for m in ready]
-        # a fusor that is also a member reuses that member's (hedged) view; any other is hedged
-        # afresh by the build below when hedging is on
-        hedged_fusor = next(
-            (m.backend for m in ready if _unhedged(m.backend) is self.fusor), self.fusor
-        )
-        update = {"pool": members, "fusor": bind(hedged_fusor)}
-        return _with_template(self.spec.model_copy(update=update).build(), self.template)
+        ready = self.hedged or self.spec  # its pool and fusor are the hedged ones, if any
+        members = [
+            PoolMember(bind(m.backend), m.samples, m.params) for m in ready.make_pool().members
+        ]
+        update = {"pool": members, "fusor": bind(ready.fusor_backend)}
+        return _with_template(ready.model_copy(update=update).build(), self.template)
 
 
 def _unhedged(backend: Backend) -> Backend:
