@@ -116,9 +116,7 @@ class FusionPlan:
     @property
     def members(self) -> tuple[PoolMember, ...]:
         """The pool's members as given (without the hedging the fusion wraps them in)."""
-        return tuple(
-            PoolMember(_unhedged(m.backend), m.samples, m.params) for m in self.fusion.pool.members
-        )
+        return self.spec.make_pool().members
 
     @property
     def fusor(self) -> Backend:
@@ -156,11 +154,6 @@ class FusionPlan:
         ]
         update = {"pool": members, "fusor": bind(ready.fusor_backend)}
         return _with_template(ready.model_copy(update=update).build(), self.template)
-
-
-def _unhedged(backend: Backend) -> Backend:
-    """The backend a :class:`HedgedBackend` wraps (``backend`` itself when not hedged)."""
-    return backend.backend if isinstance(backend, HedgedBackend) else backend
 
 
 def _with_template(fusion: Fusion, template: Pool | None) -> Fusion:
