@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the eval package needs numpy (the [eval] extra): imported w
 __all__ = ["eval_command", "register"]
 
 _JUDGE_MODES = ("auto", "reference", "head-to-head", "rubric")
-_POOLS_FORMATS = ("auto", "polyfuse", "zeroeval")
+_POOLS_FORMATS = ("auto", "polyfuse", "zeroeval", "eval")
 
 
 def _prices(entries: list[str], path: Path | None) -> PriceTable | None:
@@ -77,7 +77,7 @@ def eval_command(
         Path,
         typer.Argument(
             help="Eval rows (.jsonl/.csv/.parquet), a public set with --dataset, "
-            "or a pools file with --replay."
+            "or with --replay a pools file or an earlier eval's output directory."
         ),
     ],
     output: Annotated[
@@ -112,7 +112,9 @@ def eval_command(
     replay: Annotated[
         bool, typer.Option(help="DATA is a recorded pools file: no sampling.")
     ] = False,
-    pools_format: Annotated[str, typer.Option(help="auto | polyfuse | zeroeval")] = "auto",
+    pools_format: Annotated[
+        str, typer.Option(help="auto | polyfuse | zeroeval | eval (a live eval's generations)")
+    ] = "auto",
     panel: Annotated[
         str | None, typer.Option(help="Replay: comma list of the pools' models to use, in order.")
     ] = None,

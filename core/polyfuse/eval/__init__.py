@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from .analysis import EvalAnalysis, JudgeStats, StrategyCost, TaskResult, analyse
+from .analysis import Ceiling, EvalAnalysis, JudgeStats, StrategyCost, TaskResult, analyse
 from .datasets import DATASETS, load_dataset, write_eval_file
 from .errors import EvalConfigError, EvalDataError
 from .graders import GRADERS, Grade, answer_key, grade_answer, grader_for
@@ -37,6 +37,7 @@ from .pools import (
     PoolCandidate,
     PoolEntry,
     convert_zeroeval,
+    read_eval_generations,
     read_pools,
     read_zeroeval,
     select_panel,
@@ -55,6 +56,7 @@ __all__ = [
     "DATASETS",
     "EVAL_STRATEGIES",
     "GRADERS",
+    "Ceiling",
     "Comparison",
     "Estimate",
     "EvalAnalysis",
@@ -99,6 +101,7 @@ __all__ = [
     "parse_pairwise",
     "parse_rubric",
     "parse_strategies",
+    "read_eval_generations",
     "read_eval_rows",
     "read_pools",
     "read_zeroeval",

@@ -19,6 +19,7 @@ from .stats import Comparison, Estimate, FrontierPoint, bootstrap, frontier
 
 __all__ = [
     "AdaptiveStats",
+    "Ceiling",
     "EvalAnalysis",
     "JudgeStats",
     "StrategyCost",
@@ -91,6 +92,22 @@ def _adaptive_by_strategy(
     return out
 
 
+@dataclass(frozen=True)
+class Ceiling:
+    """The pool's ceiling: per prompt, the score of its best candidate.
+
+    For accuracy this is the oracle "some candidate is right" (pass@k with k the candidates per
+    prompt): no strategy that selects a candidate can beat it, and a fusor only beats it by
+    writing a right answer none of the candidates had. ``gaps`` holds each strategy minus the
+    ceiling on the prompts both have (paired bootstrap), i.e. how far it stays from the best
+    its candidates allowed.
+    """
+
+    estimate: Estimate
+    candidates: float
+    gaps: dict[str, Comparison]
+
+
 @dataclass
 class TaskResult:
     """One task's (and metric's) results."""
@@ -111,6 +128,7 @@ class TaskResult:
     cost_unit: str = "tokens"
     recommendation: str = ""
     adaptive: dict[str, AdaptiveStats] = field(default_factory=dict[str, AdaptiveStats])
+    ceiling: Ceiling | None = None
 
     def spend(self, strategy: str) -> float:
         """Mean tokens per prompt, or calls when no token counts were recorded."""
@@ -399,9 +417,11 @@ def _task_result(
         if estimates[s].n and costs[s].cost_usd is not None
     }
     model_scores: dict[str, list[float | None]] = defaultdict(list)
+    best: list[float | None] = []
+    scored_candidates = 0
     for r in records:
         ih = str(r["input_hash"])
-        seen: dict[str, float | None] = {}
+        by_model: dict[str, list[float]] = defaultdict(list)
         for c in r.get("candidates") or []:
             model = names.get((ih, int(c["index"])), "?")
             subject = f"candidate:{c['index']}"
@@ -410,10 +430,15 @@ def _task_result(
                 if metric == "accuracy"
                 else scores.rubric.get((ih, subject))
             )
-            if value is not None and model not in seen:
-                seen[model] = value
-        for model, value in seen.items():
-            model_scores[model].append(value)
+            if value is not None:
+                by_model[model].append(value)
+        # A model sampled k times on a prompt counts once there, with the mean of its k scores:
+        # its expected single-sample quality, not whichever sample came first.
+        for model, values in by_model.items():
+            model_scores[model].append(sum(values) / len(values))
+        values = [v for vs in by_model.values() for v in vs]
+        best.append(max(values) if values else None)
+        scored_candidates += len(values)
     models = {m: _plain_estimate(v, resamples) for m, v in model_scores.items()}
     languages: dict[str, dict[str, Estimate]] = {}
     by_language: dict[str, list[int]] = defaultdict(list)
@@ -444,8 +469,29 @@ def _task_result(
         cost_unit=unit,
     )
     result.adaptive = _adaptive_by_strategy(records, shown)
+    if metric in ("accuracy", "rubric score"):  # a win rate is not on the candidates' scale
+        result.ceiling = _ceiling(per, best, scored_candidates, resamples)
     result.recommendation = _recommend(result)
     return result
+
+
+def _ceiling(
+    per: Mapping[str, Sequence[float | None]],
+    best: Sequence[float | None],
+    scored_candidates: int,
+    resamples: int,
+) -> Ceiling | None:
+    """The best candidate per prompt and each strategy's paired gap to it (``None`` when no
+    candidate was scored: open-ended rows whose candidates were not judged)."""
+    prompts = sum(v is not None for v in best)
+    if not prompts:
+        return None
+    estimate = _plain_estimate(best, resamples)
+    gaps: dict[str, Comparison] = {}
+    for strategy, values in per.items():
+        _, comparisons = bootstrap({strategy: values, "ceiling": best}, resamples=resamples)
+        gaps[strategy] = comparisons[0]
+    return Ceiling(estimate=estimate, candidates=scored_candidates / prompts, gaps=gaps)
 
 
 def _plain_estimate(values: Sequence[float | None], resamples: int) -> Estimate:

@@ -9,7 +9,9 @@ eval's prices (``--price MODEL=IN/OUT``); a ``cost_usd`` field is kept when conv
 read.
 
 :func:`convert_zeroeval` turns ZeroEval's result files (one line per (question, model):
-``{id, question, gold, model, output}``) into one.
+``{id, question, gold, model, output}``) into one. :func:`read_eval_generations` reads the
+candidates a live ``polyfuse eval`` sampled (its ``generations.jsonl``), so that more strategies
+can be evaluated later on the very same candidates.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ __all__ = [
     "PoolEntry",
     "convert_zeroeval",
     "pool_models",
+    "read_eval_generations",
     "read_pools",
     "read_zeroeval",
     "select_panel",
@@ -126,6 +129,36 @@ def read_zeroeval(path: str | Path, *, task: str = "gsm8k") -> list[PoolEntry]:
             )
         entry.candidates.append(PoolCandidate(model=model, text=str(record.get("output") or "")))
     return list(by_id.values())
+
+
+def read_eval_generations(path: str | Path) -> list[PoolEntry]:
+    """The candidates of a live eval's generation records (``generations.jsonl``), per prompt.
+
+    Each entry keeps the row's grading fields (gold, tests, task ...) and the prompt as it was
+    asked (records made before polyfuse stored ``messages`` give the question as the one user
+    message). Candidates that failed are left out; each keeps its endpoint's name as its model,
+    with its usage and latency, so a replay counts the pool's cost as the live eval did.
+    """
+    source = Path(path)
+    entries: list[PoolEntry] = []
+    for number, record in read_objects(source, what="eval generations file"):
+        raw, row = record.get("candidates"), record.get("row")
+        if not isinstance(raw, list) or not isinstance(row, Mapping) or "strategies" not in record:
+            raise EvalDataError(
+                f"{str(source)}:{number}: not a polyfuse eval generation record "
+                "(expected row, candidates and strategies)"
+            )
+        fields: dict[str, Any] = {k: v for k, v in row.items() if v is not None}
+        messages = record.get("messages")
+        fields["prompt"] = messages if isinstance(messages, list) else str(record["question"])
+        candidates = [
+            PoolCandidate.from_dict({**c, "model": c.get("name") or c.get("model")})
+            for c in raw
+            if isinstance(c, Mapping) and c.get("status") == "ok" and c.get("text")
+        ]
+        if candidates:
+            entries.append(PoolEntry(fields, candidates))
+    return entries
 
 
 def pool_models(entries: Sequence[PoolEntry]) -> list[str]:

@@ -97,8 +97,8 @@ class EvalSetup:
         params: the sampling parameters of live sampling.
         prices: per-model prices.
         grader: a grader name that overrides the rows' (decides the vote's answer keys).
-        context_pool: the pool aggregators see when candidates are replayed (only MoA samples
-            from it, so MoA is not replayable; the others only need a pool object).
+        context_pool: the pool aggregators see when candidates are replayed: MoA asks its
+            members for the layers after the recorded one; the others only need a pool object.
         adaptive: the stopping rule of the adaptive strategies.
         answer_extract: how the adaptive strategies read an answer (``None``: the row's
             grader's reading where the row is verifiable, else open-ended text agreement).
@@ -271,6 +271,7 @@ class EvalProcessor:
             "line": row.line,
             "row": eval_row.to_dict(),
             "question": eval_row.question,
+            "messages": eval_row.messages,  # what was asked, so the pool can be replayed exactly
             "candidates": [self._candidate_entry(c) for c in candidates],
             "strategies": dict(zip(self.setup.strategies, results, strict=True)),
             "latency_s": round(time.perf_counter() - started, 4),

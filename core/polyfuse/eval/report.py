@@ -192,6 +192,39 @@ def _model_rows(result: TaskResult) -> list[list[str]]:
     ]
 
 
+def _ceiling_title(result: TaskResult) -> str:
+    ceiling = result.ceiling
+    assert ceiling is not None
+    what = "some candidate right" if result.metric == "accuracy" else "the best candidate's score"
+    return (
+        f"Ceiling: {what} on {_pct(ceiling.estimate)}% of prompts (95% CI "
+        f"{_ci(ceiling.estimate)}, {ceiling.candidates:.1f} candidates scored per prompt)"
+    )
+
+
+def _ceiling_rows(result: TaskResult) -> list[list[str]]:
+    """Each strategy's paired gap to the ceiling, the smallest first."""
+    ceiling = result.ceiling
+    assert ceiling is not None
+    rows: list[list[str]] = []
+    for name, gap in sorted(ceiling.gaps.items(), key=lambda kv: -kv[1].diff.mean):
+        mean = ceiling.estimate.mean
+        share = "–" if not mean else f"{100 * result.estimates[name].mean / mean:.0f}%"
+        rows.append(
+            [
+                name,
+                f"{(round(100 * gap.diff.mean, 1) or 0.0):+.1f}",
+                f"{points(gap.diff.low)} – {points(gap.diff.high)}",
+                share,
+                str(gap.diff.n),
+            ]
+        )
+    return rows
+
+
+_CEILING_HEAD = ["strategy", "gap to ceiling (pts)", "95% CI", "of the ceiling", "paired prompts"]
+
+
 def _language_rows(result: TaskResult) -> list[list[str]]:
     rows: list[list[str]] = []
     for language, estimates in result.languages.items():
@@ -297,6 +330,36 @@ def _plots(result: TaskResult) -> list[str]:
     return images
 
 
+def _html_task(result: TaskResult) -> list[str]:
+    """One task's section: strategies, plots, adaptive sampling, differences, ceiling, models."""
+    parts = [
+        f"<h2>{_e(result.task)} — {_e(result.metric)} ({result.prompts} prompts)</h2>",
+        "<p>Quality in %, paired bootstrap 95% CIs over prompts; cost per prompt includes "
+        f"the candidate pool. ★ = on the quality-per-{result.cost_unit[:-1]} frontier.</p>",
+        _html_table(_STRATEGY_HEAD, _strategy_rows(result)),
+    ]
+    for svg in _plots(result):
+        parts.append(f"<img alt='plot' src='{svg_data_uri(svg)}'>")
+    if result.adaptive:
+        parts.append("<h3>Adaptive sampling (replayed over the same pool)</h3>")
+        parts.append(_html_table(_ADAPTIVE_HEAD, _adaptive_rows(result)))
+    if result.comparisons:
+        parts.append("<h3>Differences (same prompts, same pool)</h3>")
+        parts.append(_html_table(_COMPARISON_HEAD, _comparison_rows(result)))
+    if result.ceiling is not None:
+        parts.append(f"<h3>{_e(_ceiling_title(result))}</h3>")
+        parts.append(_html_table(_CEILING_HEAD, _ceiling_rows(result)))
+    if result.models:
+        scored_by = "accuracy" if result.metric == "accuracy" else "rubric score, 0–100"
+        parts.append(f"<h3>Candidates by model ({_e(scored_by)})</h3>")
+        parts.append(_html_table(["model", "quality %", "95% CI", "n"], _model_rows(result)))
+    if result.languages:
+        parts.append("<h3>By language</h3>")
+        head = ["language", "strategy", "quality %", "95% CI", "n"]
+        parts.append(_html_table(head, _language_rows(result)))
+    return parts
+
+
 def render_html(analysis: EvalAnalysis, context: ReportContext) -> str:
     """The whole report as one HTML document."""
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -320,31 +383,7 @@ def render_html(analysis: EvalAnalysis, context: ReportContext) -> str:
     for note in context.notes:
         parts.append(f"<p>{_e(note)}</p>")
     for result in analysis.tasks:
-        parts.append(f"<h2>{_e(result.task)} — {_e(result.metric)} ({result.prompts} prompts)</h2>")
-        parts.append(
-            "<p>Quality in %, paired bootstrap 95% CIs over prompts; cost per prompt includes "
-            f"the candidate pool. ★ = on the quality-per-{result.cost_unit[:-1]} frontier.</p>"
-        )
-        parts.append(_html_table(_STRATEGY_HEAD, _strategy_rows(result)))
-        for svg in _plots(result):
-            parts.append(f"<img alt='plot' src='{svg_data_uri(svg)}'>")
-        if result.adaptive:
-            parts.append("<h3>Adaptive sampling (replayed over the same pool)</h3>")
-            parts.append(_html_table(_ADAPTIVE_HEAD, _adaptive_rows(result)))
-        if result.comparisons:
-            parts.append("<h3>Differences (same prompts, same pool)</h3>")
-            parts.append(_html_table(_COMPARISON_HEAD, _comparison_rows(result)))
-        if result.models:
-            scored_by = "accuracy" if result.metric == "accuracy" else "rubric score, 0–100"
-            parts.append(f"<h3>Candidates by model ({_e(scored_by)})</h3>")
-            parts.append(_html_table(["model", "quality %", "95% CI", "n"], _model_rows(result)))
-        if result.languages:
-            parts.append("<h3>By language</h3>")
-            parts.append(
-                _html_table(
-                    ["language", "strategy", "quality %", "95% CI", "n"], _language_rows(result)
-                )
-            )
+        parts += _html_task(result)
     if context.sweep:
         parts.append("<h2>Majority vote by panel size</h2>")
         sweep = context.sweep
@@ -393,6 +432,13 @@ def render_markdown(analysis: EvalAnalysis, context: ReportContext) -> str:
             lines += [_md_table(_ADAPTIVE_HEAD, _adaptive_rows(result)), ""]
         if result.comparisons:
             lines += [_md_table(_COMPARISON_HEAD, _comparison_rows(result)), ""]
+        if result.ceiling is not None:
+            lines += [
+                _ceiling_title(result),
+                "",
+                _md_table(_CEILING_HEAD, _ceiling_rows(result)),
+                "",
+            ]
         if result.models:
             lines += [_md_table(["model", "quality %", "95% CI", "n"], _model_rows(result)), ""]
         if result.languages:

@@ -48,7 +48,14 @@ from .errors import EvalConfigError, EvalDataError
 from .generate import GenerationRun, RayOptions, generate
 from .judges import PairwiseJudge, RubricJudge
 from .judging import JudgeMode, JudgingPlan, judge_records, read_judgments
-from .pools import PoolEntry, read_pools, read_zeroeval, select_panel, write_pools
+from .pools import (
+    PoolEntry,
+    read_eval_generations,
+    read_pools,
+    read_zeroeval,
+    select_panel,
+    write_pools,
+)
 from .processor import ADAPTIVE_STRATEGIES, EVAL_STRATEGIES, EvalProcessor, base_strategy
 from .report import ReportContext, render_html, render_markdown
 from .routing_log import write_eval_routing_log
@@ -59,7 +66,7 @@ from .sweep import PanelResult, grade_pool, panel_sweep
 
 __all__ = ["EvalResult", "aevaluate", "evaluate", "parse_strategies"]
 
-PoolsFormat = Literal["auto", "polyfuse", "zeroeval"]
+PoolsFormat = Literal["auto", "polyfuse", "zeroeval", "eval"]
 CURVE_CONFIDENCES: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 """The thresholds the adaptive curve replays (plus the configured one)."""
 _REPLAY_ADMISSION = Admission(sampling_slots=64, max_in_flight=256)
@@ -116,6 +123,13 @@ def parse_strategies(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def _read_pool_entries(path: Path, fmt: PoolsFormat) -> list[PoolEntry]:
+    if path.is_dir():  # an earlier eval's output directory: its sampled candidates
+        path, fmt = path / "generations.jsonl", "eval"
+        if not path.exists():
+            raise EvalDataError(
+                f"{str(path.parent)!r} holds no generations.jsonl: name a pools file or the "
+                "output directory of a live polyfuse eval"
+            )
     if fmt == "auto":
         fmt = "polyfuse"
         try:
@@ -124,9 +138,13 @@ def _read_pool_entries(path: Path, fmt: PoolsFormat) -> list[PoolEntry]:
                 first = json.loads(handle.readline() or "{}")
             if isinstance(first, dict) and "candidates" not in first and "output" in first:
                 fmt = "zeroeval"
+            elif isinstance(first, dict) and "strategies" in first and "row" in first:
+                fmt = "eval"
         except (OSError, ValueError):
             pass  # read_pools reports the problem with its line number
-    return read_zeroeval(path) if fmt == "zeroeval" else read_pools(path)
+    if fmt == "zeroeval":
+        return read_zeroeval(path)
+    return read_eval_generations(path) if fmt == "eval" else read_pools(path)
 
 
 def _fingerprint(payload: Mapping[str, Any]) -> str:
@@ -186,10 +204,9 @@ async def _inputs(
 ) -> tuple[list[PoolEntry] | None, InputSpec]:
     """The rows to generate from (and the pool entries, for a replay)."""
     if replay:
-        if "moa" in chosen:
+        if source.resolve() in (out.resolve(), (out / "generations.jsonl").resolve()):
             raise EvalConfigError(
-                "moa cannot be replayed: its later layers sample the pool's models again; "
-                "evaluate it live"
+                f"{str(source)!r} is this eval's own output: write the replay to another --output"
             )
         entries = _read_pool_entries(source, pools_format)
         if panel:
@@ -240,6 +257,20 @@ def _summary_json(
                 "models": {m: estimate(e) for m, e in t.models.items()},
                 "adaptive": {
                     s: {**asdict(a), "saved_share": a.saved_share} for s, a in t.adaptive.items()
+                },
+                "ceiling": None
+                if t.ceiling is None
+                else {
+                    **estimate(t.ceiling.estimate),
+                    "candidates": t.ceiling.candidates,
+                    "gaps": {
+                        s: {
+                            "diff": estimate(c.diff),
+                            "p_value": c.p_value,
+                            "significant": c.significant,
+                        }
+                        for s, c in t.ceiling.gaps.items()
+                    },
                 },
                 "recommendation": t.recommendation,
             }
