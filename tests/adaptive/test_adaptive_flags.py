@@ -169,3 +169,30 @@ def test_overrides_of_a_presets_file(tmp_path: Path) -> None:
         with_overrides(config, "q", {"consensus": "off"})
     with pytest.raises(InvalidRequestError, match="'nope'"):
         with_overrides(config, "p", {"hedge": {"after": 1, "fallback": "nope"}})
+
+
+def test_commands_get_the_flags_from_one_declaration() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from polyfuse.cli._fusion_flags import takes_fusion_flags
+
+    seen: list[tuple[str, FusionFlags]] = []
+    app = typer.Typer()
+
+    @app.command()
+    @takes_fusion_flags(without=("hedge_fallback",))
+    def run(name: str, *, fusion_flags: FusionFlags) -> None:
+        seen.append((name, fusion_flags))
+
+    result = CliRunner().invoke(
+        app, ["x", "--adaptive-confidence", "0.9", "--hedge-after", "2", "--consensus", "off"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == [("x", FusionFlags(adaptive_confidence=0.9, hedge_after=2.0, consensus="off"))]
+    refused = CliRunner().invoke(app, ["x", "--hedge-fallback", "b"])
+    assert refused.exit_code == 2 and "No such option" in refused.output
+    with pytest.raises(ValueError, match="not fusion flags: hedge"):
+        takes_fusion_flags(without=("hedge",))
+    with pytest.raises(TypeError, match="must take fusion_flags"):
+        takes_fusion_flags()(lambda name: None)

@@ -1,17 +1,21 @@
 """The command-line flags of adaptive sampling, the consensus shortcut and hedging, declared
-once for every command that takes them (``ask``, ``eval``), and how they map onto the fields of
-:class:`~polyfuse.FusionOptions`.
+once for every command that takes them (``ask``, ``eval``, ``distill``), and how they map onto
+the fields of :class:`~polyfuse.FusionOptions`.
 
-The flags add nothing of their own: :func:`fusion_flags` turns them into ``FusionOptions``
-field values (``{"adaptive": {"confidence": 0.9}}``, ``{"hedge": {"after": 2.0}}``, ...) that
-:meth:`~polyfuse.FusionOptions.overridden` merges onto a preset, so the models that validate a
-presets file validate the flags too.
+:func:`takes_fusion_flags` adds the flags to a typer command and hands it their values as one
+:class:`FusionFlags`. The flags add nothing of their own: :meth:`FusionFlags.overrides` turns
+them into ``FusionOptions`` field values (``{"adaptive": {"confidence": 0.9}}``,
+``{"hedge": {"after": 2.0}}``, ...) that :meth:`~polyfuse.FusionOptions.overridden` merges onto
+a preset, so the models that validate a presets file validate the flags too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -29,6 +33,7 @@ __all__ = [
     "HedgeBudgetFlag",
     "HedgeFallbackFlag",
     "HedgePercentileFlag",
+    "takes_fusion_flags",
 ]
 
 _ADAPTIVE = "Adaptive sampling"
@@ -183,3 +188,61 @@ class FusionFlags:
 
 def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+_FLAG_TYPES: dict[str, Any] = {
+    "adaptive": AdaptiveFlag,
+    "adaptive_first": AdaptiveFirstFlag,
+    "adaptive_step": AdaptiveStepFlag,
+    "adaptive_confidence": AdaptiveConfidenceFlag,
+    "adaptive_agreement": AdaptiveAgreementFlag,
+    "adaptive_max_rounds": AdaptiveMaxRoundsFlag,
+    "answer_extract": AnswerExtractFlag,
+    "consensus": ConsensusFlag,
+    "hedge_after": HedgeAfterFlag,
+    "hedge_budget": HedgeBudgetFlag,
+    "hedge_percentile": HedgePercentileFlag,
+    "hedge_fallback": HedgeFallbackFlag,
+}
+"""Each :class:`FusionFlags` field's typer declaration."""
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def takes_fusion_flags(*, without: tuple[str, ...] = ()) -> Callable[[Command], Command]:
+    """Give a typer command the fusion flags (all but the :class:`FusionFlags` fields named in
+    ``without``); the command declares ``fusion_flags: FusionFlags`` and receives their values
+    there.
+
+    typer reads a command's options from its signature, so the wrapper's signature is the
+    command's own (less ``fusion_flags``) followed by one keyword-only parameter per flag.
+    """
+    unknown = set(without) - set(_FLAG_TYPES)
+    if unknown:
+        raise ValueError(f"not fusion flags: {', '.join(sorted(unknown))}")
+    taken = [f for f in fields(FusionFlags) if f.name not in without]
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command, eval_str=True)
+        if "fusion_flags" not in signature.parameters:
+            raise TypeError(f"{command.__name__} must take fusion_flags: FusionFlags")
+        own = [p for p in signature.parameters.values() if p.name != "fusion_flags"]
+        flags = [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=f.default,
+                annotation=_FLAG_TYPES[f.name],
+            )
+            for f in taken
+        ]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {f.name: kwargs.pop(f.name, f.default) for f in taken}
+            return command(*args, fusion_flags=FusionFlags(**values), **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *flags])  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

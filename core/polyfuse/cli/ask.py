@@ -15,21 +15,7 @@ from ..errors import InvalidRequestError
 from ..local.catalog import DEFAULT_LOCAL_MODEL, LOCAL_MODELS
 from ..local.gguf import model_gguf
 from ..presets import STRATEGIES, PresetRegistry
-from ._fusion_flags import (
-    AdaptiveAgreementFlag,
-    AdaptiveConfidenceFlag,
-    AdaptiveFirstFlag,
-    AdaptiveFlag,
-    AdaptiveMaxRoundsFlag,
-    AdaptiveStepFlag,
-    AnswerExtractFlag,
-    ConsensusFlag,
-    FusionFlags,
-    HedgeAfterFlag,
-    HedgeBudgetFlag,
-    HedgeFallbackFlag,
-    HedgePercentileFlag,
-)
+from ._fusion_flags import FusionFlags, takes_fusion_flags
 from ._output import err_console
 from ._plan import LOCAL_MAX_TOKENS, AskOptions, AskPlan, plan_ask
 from ._view import AskView
@@ -42,6 +28,7 @@ def register(app: typer.Typer) -> None:
     app.command("ask")(ask_command)
 
 
+@takes_fusion_flags()
 def ask_command(
     question: Annotated[
         str | None,
@@ -141,18 +128,6 @@ def ask_command(
         float | None,
         typer.Option(help="Seconds to wait for candidates before aggregating.", show_default=False),
     ] = None,
-    adaptive: AdaptiveFlag = False,
-    adaptive_first: AdaptiveFirstFlag = None,
-    adaptive_step: AdaptiveStepFlag = None,
-    adaptive_confidence: AdaptiveConfidenceFlag = None,
-    adaptive_agreement: AdaptiveAgreementFlag = None,
-    adaptive_max_rounds: AdaptiveMaxRoundsFlag = None,
-    answer_extract: AnswerExtractFlag = None,
-    consensus: ConsensusFlag = None,
-    hedge_after: HedgeAfterFlag = None,
-    hedge_budget: HedgeBudgetFlag = None,
-    hedge_percentile: HedgePercentileFlag = None,
-    hedge_fallback: HedgeFallbackFlag = None,
     show_candidates: Annotated[
         bool,
         typer.Option(
@@ -162,6 +137,8 @@ def ask_command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print only the full FusionResult as JSON.", metavar="")
     ] = False,
+    *,
+    fusion_flags: FusionFlags,
 ) -> None:
     """Ask a question: sample N answers and fuse them into one (offline by default)."""
     text = read_question(question)
@@ -183,20 +160,7 @@ def ask_command(
             seed=seed,
             quorum=quorum,
             deadline=deadline,
-            fusion_flags=FusionFlags(
-                adaptive=adaptive,
-                adaptive_first=adaptive_first,
-                adaptive_step=adaptive_step,
-                adaptive_confidence=adaptive_confidence,
-                adaptive_agreement=adaptive_agreement,
-                adaptive_max_rounds=adaptive_max_rounds,
-                answer_extract=answer_extract,
-                consensus=consensus,
-                hedge_after=hedge_after,
-                hedge_budget=hedge_budget,
-                hedge_percentile=hedge_percentile,
-                hedge_fallback=hedge_fallback,
-            ),
+            fusion_flags=fusion_flags,
         )
     )
     asyncio.run(_run(plan, text, show_candidates=show_candidates, json_output=json_output))

@@ -23,20 +23,7 @@ from ..distill import (
 from ..distill.spec import Chosen, RecordFormat, Strategy
 from ..errors import InvalidRequestError, PolyfuseError
 from ..presets import STRATEGIES
-from ._fusion_flags import (
-    AdaptiveAgreementFlag,
-    AdaptiveConfidenceFlag,
-    AdaptiveFirstFlag,
-    AdaptiveFlag,
-    AdaptiveMaxRoundsFlag,
-    AdaptiveStepFlag,
-    AnswerExtractFlag,
-    ConsensusFlag,
-    FusionFlags,
-    HedgeAfterFlag,
-    HedgeBudgetFlag,
-    HedgePercentileFlag,
-)
+from ._fusion_flags import FusionFlags, takes_fusion_flags
 from ._output import print_error
 
 __all__ = ["EXIT_ROWS_FAILED", "distill_command", "outstanding", "register"]
@@ -165,6 +152,7 @@ def _print_summary(
         console.print(f"  ... and {summary.problem_count - len(summary.problems)} more")
 
 
+@takes_fusion_flags(without=("hedge_fallback",))
 def distill_command(
     input: Annotated[Path, typer.Argument(help="Prompts: .jsonl, .csv or .parquet.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Records file (JSONL).")],
@@ -238,17 +226,8 @@ def distill_command(
         bool, typer.Option(help="Append to an output made with another configuration.", metavar="")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show the live progress bar.", metavar="")] = True,
-    adaptive: AdaptiveFlag = False,
-    adaptive_first: AdaptiveFirstFlag = None,
-    adaptive_step: AdaptiveStepFlag = None,
-    adaptive_confidence: AdaptiveConfidenceFlag = None,
-    adaptive_agreement: AdaptiveAgreementFlag = None,
-    adaptive_max_rounds: AdaptiveMaxRoundsFlag = None,
-    answer_extract: AnswerExtractFlag = None,
-    consensus: ConsensusFlag = None,
-    hedge_after: HedgeAfterFlag = None,
-    hedge_budget: HedgeBudgetFlag = None,
-    hedge_percentile: HedgePercentileFlag = None,
+    *,
+    fusion_flags: FusionFlags,
 ) -> None:
     """Make training data from prompts: sample the teachers, fuse, write records with provenance.
 
@@ -291,21 +270,7 @@ def distill_command(
             max_concurrency=max_concurrency,
             params=params,
             options=options,
-        ).with_fusion(
-            FusionFlags(
-                adaptive=adaptive,
-                adaptive_first=adaptive_first,
-                adaptive_step=adaptive_step,
-                adaptive_confidence=adaptive_confidence,
-                adaptive_agreement=adaptive_agreement,
-                adaptive_max_rounds=adaptive_max_rounds,
-                answer_extract=answer_extract,
-                consensus=consensus,
-                hedge_after=hedge_after,
-                hedge_budget=hedge_budget,
-                hedge_percentile=hedge_percentile,
-            ).overrides()
-        )
+        ).with_fusion(fusion_flags.overrides())
         source = InputSpec(
             input,
             format=input_format,  # type: ignore[arg-type]

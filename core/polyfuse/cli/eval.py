@@ -14,19 +14,7 @@ from rich.markup import escape
 
 from ..distill import PriceTable, RichProgress
 from ..errors import InvalidRequestError, PolyfuseError
-from ._fusion_flags import (
-    AdaptiveAgreementFlag,
-    AdaptiveConfidenceFlag,
-    AdaptiveFirstFlag,
-    AdaptiveMaxRoundsFlag,
-    AdaptiveStepFlag,
-    AnswerExtractFlag,
-    ConsensusFlag,
-    FusionFlags,
-    HedgeAfterFlag,
-    HedgeBudgetFlag,
-    HedgePercentileFlag,
-)
+from ._fusion_flags import FusionFlags, takes_fusion_flags
 from ._output import print_error
 
 if TYPE_CHECKING:  # the eval package needs numpy (the [eval] extra): imported when run
@@ -72,6 +60,7 @@ class _JudgingBar:
             self.progress.stop()
 
 
+@takes_fusion_flags(without=("adaptive", "hedge_fallback"))
 def eval_command(
     data: Annotated[
         Path,
@@ -157,13 +146,6 @@ def eval_command(
     title: Annotated[str | None, typer.Option(help="Report title.")] = None,
     fsync: Annotated[bool, typer.Option(help="fsync every batch of lines.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    adaptive_first: AdaptiveFirstFlag = None,
-    adaptive_step: AdaptiveStepFlag = None,
-    adaptive_confidence: AdaptiveConfidenceFlag = None,
-    adaptive_agreement: AdaptiveAgreementFlag = None,
-    adaptive_max_rounds: AdaptiveMaxRoundsFlag = None,
-    answer_extract: AnswerExtractFlag = None,
-    consensus: ConsensusFlag = None,
     order_seed: Annotated[
         int,
         typer.Option(
@@ -187,9 +169,8 @@ def eval_command(
             rich_help_panel="Adaptive sampling",
         ),
     ] = 20,
-    hedge_after: HedgeAfterFlag = None,
-    hedge_budget: HedgeBudgetFlag = None,
-    hedge_percentile: HedgePercentileFlag = None,
+    *,
+    fusion_flags: FusionFlags,
 ) -> None:
     """Compare strategies on the same candidate pools: grade or judge, report with CIs.
 
@@ -258,18 +239,7 @@ def eval_command(
                 resamples=resamples,
                 fsync=fsync,
                 title=title,
-                fusion=FusionFlags(
-                    adaptive_first=adaptive_first,
-                    adaptive_step=adaptive_step,
-                    adaptive_confidence=adaptive_confidence,
-                    adaptive_agreement=adaptive_agreement,
-                    adaptive_max_rounds=adaptive_max_rounds,
-                    answer_extract=answer_extract,
-                    consensus=consensus,
-                    hedge_after=hedge_after,
-                    hedge_budget=hedge_budget,
-                    hedge_percentile=hedge_percentile,
-                ).overrides(),
+                fusion=fusion_flags.overrides(),
                 order_seed=order_seed,
                 adaptive_curve=adaptive_curve,
                 curve_orders=curve_orders,
