@@ -105,9 +105,13 @@ def test_an_interrupted_download_resumes_from_the_verified_parts(
         assert leftovers(cache) == []
 
 
+# The child restores Python's Ctrl-C handler: started from a background job (``cmd &`` in a
+# non-interactive shell, as CI runners may do) it would inherit SIGINT as ignored, and the
+# signal this test sends would never arrive as KeyboardInterrupt.
 _INTERRUPTED = """
-import json, sys
+import json, signal, sys
 from pathlib import Path
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from polyfuse.local import LocalModelSpec, ModelPart
 from polyfuse.local import _integrity
 from polyfuse.local.download import fetch_model, verification_stamp
