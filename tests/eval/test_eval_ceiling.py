@@ -3,7 +3,9 @@ each strategy's paired gap to it, and per-model quality over every sample of a m
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,11 @@ async def test_the_ceiling_is_some_candidate_right_and_each_strategy_has_its_gap
     assert f"| {single_share}% | {PROMPTS} |" in md
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "gap to ceiling (pts)" in html
+    plots = [
+        base64.b64decode(uri).decode("utf-8")
+        for uri in re.findall(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", html)
+    ]
+    assert sum('id="ceiling"' in svg for svg in plots) == 1  # drawn on quality vs tokens
 
 
 async def test_a_model_sampled_several_times_is_scored_by_the_mean_of_its_samples(

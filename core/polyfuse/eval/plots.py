@@ -99,6 +99,18 @@ def quality_vs_cost_plot(
     ]
     if len(line) > 1:
         ax.plot([x for x, _ in line], [y for _, y in line], "--", color="#e45756", lw=1)
+    if result.ceiling is not None:  # what the candidates allowed: the best one per prompt
+        top = result.ceiling.estimate
+        ax.axhspan(100 * top.low, 100 * top.high, color="#54a24b", alpha=0.12, lw=0)
+        ax.axhline(
+            100 * top.mean,
+            color="#54a24b",
+            lw=1,
+            ls=":",
+            label="ceiling (best candidate)",
+            gid="ceiling",
+        )
+        ax.legend(loc="lower right", fontsize=8)
     unit = "$" if dollars else result.cost_unit
     ax.set_xlabel(f"mean {unit} per prompt (pool included)")
     ax.set_ylabel(f"{result.metric} (%)")
