@@ -188,6 +188,42 @@ def disagreement_table(study: Study, strategies: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def plot(study: Study, strategies: Sequence[str], path: Path, title: str) -> None:
+    """Accuracy (95% CI) against tokens per prompt, with the pass@5 ceiling as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prompts = study.prompts(strategies)
+    scores: dict[str, list[float | None]] = {
+        s: [study.grade[s][ih] for ih in prompts] for s in strategies
+    }
+    scores["oracle"] = [max(study.candidates[ih]) for ih in prompts]
+    estimates, _ = bootstrap(scores, resamples=2000)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, s in enumerate(strategies):
+        e = estimates[s]
+        tokens = sum(study.tokens[s][ih] for ih in prompts) / len(prompts)
+        y = 100 * e.mean
+        ax.errorbar(
+            [tokens], [y], yerr=[[y - 100 * e.low], [100 * e.high - y]], fmt="o", capsize=4,
+            color="#4c78a8",
+        )  # fmt: skip
+        offset = (6, 4) if i % 2 == 0 else (6, -11)  # neighbours at similar cost stay legible
+        ax.annotate(s, (tokens, y), textcoords="offset points", xytext=offset, fontsize=8)
+    top = estimates["oracle"]
+    ax.axhspan(100 * top.low, 100 * top.high, color="#54a24b", alpha=0.12, lw=0)
+    ax.axhline(100 * top.mean, color="#54a24b", ls=":", lw=1, label="oracle: some candidate right")
+    ax.set_xscale("log")
+    ax.set_xlabel("tokens per question (the 5 candidates included), log scale")
+    ax.set_ylabel("accuracy (%), 95% CI")
+    ax.set_title(f"{title} ({len(prompts)} questions)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--study", type=Path, required=True)
@@ -195,6 +231,8 @@ def main() -> None:
     parser.add_argument("--replay", type=Path, action="append", default=[])
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--json", type=Path, help="also write the joined grades here")
+    parser.add_argument("--plot", type=Path, help="also draw accuracy vs tokens here (PNG)")
+    parser.add_argument("--title", default="GSM8K, Qwen2.5-Coder-1.5B-Instruct")
     args = parser.parse_args()
     study = Study(args.study, args.greedy, args.replay)
     base = [s for s in study.order if s in ("single", "best-of-n", "vote", "usc", "fuse")]
@@ -208,6 +246,8 @@ def main() -> None:
         print(strategy_table(study, [*first, *extra], args.resamples))
         print()
         print(disagreement_table(study, [*base, *extra]))
+    if args.plot:
+        plot(study, [*first, *extra], args.plot, args.title)
     if args.json:
         args.json.write_text(
             json.dumps({"grades": study.grade, "candidates": study.candidates}), encoding="utf-8"
