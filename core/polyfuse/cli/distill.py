@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..errors import InvalidRequestError, PolyfuseError
 from ..presets import STRATEGIES
 from ._fusion_flags import FusionFlags, takes_fusion_flags
 from ._output import print_error
+from ._stoppable import EXIT_STOPPED, run_stoppable
 
 __all__ = ["EXIT_ROWS_FAILED", "distill_command", "outstanding", "register"]
 
@@ -231,7 +231,8 @@ def distill_command(
 ) -> None:
     """Make training data from prompts: sample the teachers, fuse, write records with provenance.
 
-    Resumable: rerun the same command after a crash and it skips what is done.
+    Resumable: rerun the same command after a crash and it skips what is done. Ctrl-C once
+    starts no new row and lets those in flight finish; twice stops at once.
     """
     console = Console(stderr=True)
     choices = {
@@ -279,8 +280,9 @@ def distill_command(
             system=system,
         )
         price_table = _prices(list(price or []), prices)
-        summary = asyncio.run(
-            adistill(
+        # Ctrl-C once: no new row starts, those in flight finish and are written
+        summary, stopped = run_stoppable(
+            lambda stop: adistill(
                 source,
                 output,
                 spec,
@@ -297,7 +299,10 @@ def distill_command(
                 allow_mixed_config=allow_mixed_config,
                 ray_actors=ray_actors,
                 ray_address=ray_address,
-            )
+                stop=stop,
+            ),
+            graceful=engine == "asyncio",
+            console=console,
         )
     except InvalidRequestError as exc:  # bad input, output, presets or flags
         print_error(exc)
@@ -306,6 +311,14 @@ def distill_command(
         print_error(exc)
         raise typer.Exit(1) from None
     _print_summary(console, summary, priced=price_table is not None, list_problems=not progress)
+    left = summary.stats.total - summary.stats.written - summary.stats.failed
+    if stopped is not None and left > 0:
+        console.print(
+            f"[yellow]stopped ({escape(stopped)}): {left} row(s) not started[/]; rerun the "
+            "same command to continue",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_STOPPED)
     if outstanding(summary):
         # Also when every failure is from an earlier run: the output is still incomplete.
         raise typer.Exit(EXIT_ROWS_FAILED)

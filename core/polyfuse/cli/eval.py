@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from ..distill import PriceTable, RichProgress
 from ..errors import InvalidRequestError, PolyfuseError
 from ._fusion_flags import FusionFlags, takes_fusion_flags
 from ._output import print_error
+from ._stoppable import EXIT_STOPPED, run_stoppable
 
 if TYPE_CHECKING:  # the eval package needs numpy (the [eval] extra): imported when run
     from ..eval import EvalResult
@@ -142,6 +142,15 @@ def eval_command(
     engine: Annotated[str, typer.Option(help="asyncio | ray")] = "asyncio",
     ray_actors: Annotated[int, typer.Option(min=1, help="Ray engine: actors.")] = 2,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    max_rows_in_flight: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Prompts in flight at once (default: enough to fill the endpoints); fewer "
+            "finish each prompt sooner on a slow backend.",
+            show_default=False,
+        ),
+    ] = None,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 2000,
     title: Annotated[str | None, typer.Option(help="Report title.")] = None,
     fsync: Annotated[bool, typer.Option(help="fsync every batch of lines.")] = True,
@@ -175,7 +184,8 @@ def eval_command(
     """Compare strategies on the same candidate pools: grade or judge, report with CIs.
 
     Writes report.html, report.md, judgments.jsonl, routing.jsonl and summary.json into
-    --output. Resumable: rerun the same command after a crash.
+    --output. Resumable: rerun the same command after a crash. Ctrl-C once starts no new
+    prompt and reports those in flight when they finish; twice stops at once.
 
     adaptive-vote, adaptive-fuse, adaptive-usc and adaptive-best-of-n measure adaptive sampling
     and the consensus shortcut on the same pool (--adaptive-* flags set the stopping rule).
@@ -207,8 +217,9 @@ def eval_command(
         timeout_s=code_timeout, cpu_s=max(1, int(code_timeout)), memory_mb=code_memory_mb
     )
     try:
-        result = asyncio.run(
-            aevaluate(
+        # Ctrl-C once: no new prompt starts, those in flight finish, are judged and reported
+        result, stopped = run_stoppable(
+            lambda stop: aevaluate(
                 data,
                 output,
                 strategies=strategies,
@@ -246,7 +257,11 @@ def eval_command(
                 command="polyfuse eval " + shlex.join(sys.argv[2:])
                 if len(sys.argv) > 2 and sys.argv[1] == "eval"
                 else None,
-            )
+                max_rows_in_flight=max_rows_in_flight,
+                stop=stop,
+            ),
+            graceful=engine == "asyncio",
+            console=console,
         )
     except InvalidRequestError as exc:
         print_error(exc)
@@ -257,11 +272,25 @@ def eval_command(
     finally:
         if bar is not None:
             bar.stop()
+    _print_result(result, stopped)
+    if stopped is not None and _left(result):
+        raise typer.Exit(EXIT_STOPPED)
+
+
+def _print_result(result: EvalResult, stopped: str | None) -> None:
+    """What the eval made, on stdout: counts, notes, each task's line, where the files are."""
     out = Console()
     summary = result.generation.summary
     out.print(f"[bold]polyfuse eval[/] {result.analysis.prompts} prompts", highlight=False)
     if summary.already_done:
         out.print(f"  resumed: {summary.already_done} prompt(s) were already generated")
+    left = _left(result)
+    if stopped is not None and left > 0:
+        out.print(
+            f"  [yellow]stopped ({escape(stopped)}): {left} prompt(s) not started[/]; "
+            "rerun the same command to continue",
+            highlight=False,
+        )
     if result.analysis.failed_rows:
         out.print(
             f"  [yellow]{result.analysis.failed_rows} prompt(s) got no usable candidate[/] "
@@ -287,6 +316,12 @@ def eval_command(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _left(result: EvalResult) -> int:
+    """Prompts this run had to do but never started (a signal stopped it)."""
+    stats = result.generation.summary.stats
+    return stats.total - stats.written - stats.failed
 
 
 def _result_lines(result: EvalResult) -> list[str]:

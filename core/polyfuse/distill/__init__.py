@@ -26,6 +26,7 @@ from .processor import RowProcessor
 from .progress import ProgressListener, RichProgress, RunStats
 from .runner import DistillSummary, adistill, distill, errors_path_for
 from .spec import DistillSpec, RecordFormat, parse_endpoint
+from .stopping import StopSignal, stop_on_signals
 from .store import JsonlAppender, JsonlRecords, ScanResult, read_jsonl, scan_jsonl
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "RowProcessor",
     "RunStats",
     "ScanResult",
+    "StopSignal",
     "adistill",
     "alpaca_record",
     "build_record",
@@ -66,4 +68,5 @@ __all__ = [
     "read_prompts",
     "scan_jsonl",
     "sft_record",
+    "stop_on_signals",
 ]

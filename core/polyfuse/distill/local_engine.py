@@ -15,6 +15,7 @@ from .inputs import PromptRow
 from .outcome import RowOutcome
 from .panel import Admission
 from .sink import RecordSink
+from .stopping import StopSignal
 
 __all__ = ["RowWorker", "run_local"]
 
@@ -33,11 +34,14 @@ async def run_local(
     processor: RowWorker,
     admission: Admission,
     sink: RecordSink,
+    *,
+    stop: StopSignal | None = None,
 ) -> None:
     """Process ``rows`` and hand each outcome to ``sink``.
 
-    Returns when every admitted row is done. A bug in processing or a failing writer stops
-    admission, cancels the rows in flight and raises; what was written stays written.
+    Returns when every admitted row is done. Once ``stop`` is set no further row is admitted;
+    the rows in flight finish. A bug in processing or a failing writer stops admission, cancels
+    the rows in flight and raises; what was written stays written.
     """
     gate = asyncio.Semaphore(admission.sampling_slots)
     room = asyncio.Semaphore(admission.max_in_flight)
@@ -57,8 +61,13 @@ async def run_local(
 
     try:
         for row in rows:
+            if stop is not None and stop.is_set():
+                break
             await room.acquire()
             _raise_if_failed(crashed, sink)
+            if stop is not None and stop.is_set():  # asked while this row waited for room
+                room.release()
+                break
             task = asyncio.ensure_future(one(row))
             running.add(task)
             task.add_done_callback(settled)

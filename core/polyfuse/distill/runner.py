@@ -30,6 +30,7 @@ from .processor import RowProcessor
 from .progress import ProgressListener, RunStats
 from .sink import RecordSink
 from .spec import DistillSpec
+from .stopping import StopSignal
 from .store import JsonlAppender, ScanResult, check_writable, scan_jsonl
 
 __all__ = ["DistillSummary", "adistill", "distill", "errors_path_for"]
@@ -163,6 +164,7 @@ async def adistill(
     allow_mixed_config: bool = False,
     ray_actors: int = 2,
     ray_address: str | None = None,
+    stop: StopSignal | None = None,
 ) -> DistillSummary:
     """Turn a prompts file into training records; resumable and crash-safe.
 
@@ -182,6 +184,8 @@ async def adistill(
         fsync: fsync each batch of lines (turn off only on throwaway data).
         allow_mixed_config: append to an output made with another configuration.
         ray_actors / ray_address: the Ray engine's actor count and cluster address.
+        stop: once set, no new row is started and the rows in flight finish (asyncio engine;
+            see :func:`~polyfuse.distill.stop_on_signals`).
 
     Returns:
         A :class:`DistillSummary`. Failed rows do not raise: they are in the errors file.
@@ -250,6 +254,7 @@ async def adistill(
                     engine=engine,
                     ray_actors=ray_actors,
                     ray_address=ray_address,
+                    stop=stop,
                 )
         finally:
             summary.stats.stop()
@@ -297,6 +302,7 @@ async def _run_engine(
     engine: Engine,
     ray_actors: int,
     ray_address: str | None,
+    stop: StopSignal | None,
 ) -> None:
     sink.start()
     stats.started_at = time.perf_counter()
@@ -315,7 +321,7 @@ async def _run_engine(
                 address=ray_address,
             )
         else:
-            await run_local(rows, processor, admission, sink)
+            await run_local(rows, processor, admission, sink, stop=stop)
     finally:
         await sink.close()
 

@@ -15,6 +15,7 @@ from ..distill.panel import Admission
 from ..distill.progress import ProgressListener, RunStats
 from ..distill.runner import DistillSummary, _advance, _pending, _Resume
 from ..distill.sink import RecordSink
+from ..distill.stopping import StopSignal
 from ..distill.store import JsonlAppender, check_writable, scan_jsonl
 from .errors import EvalConfigError, EvalDataError
 from .processor import EvalProcessor
@@ -52,11 +53,13 @@ async def generate(
     retry_errors: bool = False,
     fsync: bool = True,
     ray: RayOptions | None = None,
+    stop: StopSignal | None = None,
 ) -> GenerationRun:
     """Make the generation records still missing from ``generations`` (resuming).
 
     ``processor`` runs the rows in this process (asyncio engine) unless ``ray`` is given: then
     distill's Ray engine runs :class:`~polyfuse.eval.ray_actor.EvalActor` s built from its plan.
+    Once ``stop`` is set the asyncio engine starts no new row; the rows in flight finish.
     """
     errors = generations.with_name(generations.name.replace(".jsonl", "") + ".errors.jsonl")
     check_writable(generations, what="generations file", not_same_as=[source.path])
@@ -106,7 +109,7 @@ async def generate(
                 summary.stats.started_at = time.perf_counter()
                 try:
                     if ray is None:
-                        await run_local(rows, processor, admission, sink)
+                        await run_local(rows, processor, admission, sink, stop=stop)
                     else:
                         from ..distill.ray_engine import run_ray
                         from .ray_actor import EvalActor

@@ -37,6 +37,7 @@ from ..distill.panel import Admission, Panel
 from ..distill.pricing import PriceTable
 from ..distill.progress import ProgressListener
 from ..distill.spec import DistillSpec
+from ..distill.stopping import StopSignal
 from ..messages import SamplingParams
 from ..presets import PresetsConfig, load_config, with_overrides
 from ..spec import FusionOptions
@@ -145,6 +146,19 @@ def _read_pool_entries(path: Path, fmt: PoolsFormat) -> list[PoolEntry]:
     if fmt == "zeroeval":
         return read_zeroeval(path)
     return read_eval_generations(path) if fmt == "eval" else read_pools(path)
+
+
+def _admission(live: Panel | None, max_rows_in_flight: int | None) -> Admission:
+    """Rows in flight: enough to fill a live panel's endpoints (replays: many), or the cap."""
+    admission = live.admission() if live is not None else _REPLAY_ADMISSION
+    if max_rows_in_flight is None:
+        return admission
+    if max_rows_in_flight < 1:
+        raise EvalConfigError(f"max_rows_in_flight must be >= 1 (got {max_rows_in_flight})")
+    return Admission(
+        sampling_slots=min(admission.sampling_slots, max_rows_in_flight),
+        max_in_flight=max_rows_in_flight,
+    )
 
 
 def _fingerprint(payload: Mapping[str, Any]) -> str:
@@ -343,6 +357,8 @@ async def aevaluate(
     order_seed: int = 0,
     adaptive_curve: bool = False,
     curve_orders: int = 20,
+    max_rows_in_flight: int | None = None,
+    stop: StopSignal | None = None,
 ) -> EvalResult:
     """Evaluate strategies on a data set (live) or on recorded pools (``replay``).
 
@@ -388,6 +404,11 @@ async def aevaluate(
         adaptive_curve / curve_orders: replays of verifiable pools: also report adaptive
             stopping at several confidence thresholds against the full vote, each prompt drawn
             in ``curve_orders`` random orders (:mod:`polyfuse.eval.adaptive_curve`).
+        max_rows_in_flight: prompts in flight at once (default: enough to keep every
+            endpoint's ``max_concurrency`` full; fewer finish each prompt sooner on a slow
+            backend).
+        stop: once set, no new prompt is started; those in flight finish, are judged and
+            reported (asyncio engine; see :func:`~polyfuse.distill.stop_on_signals`).
     """
     chosen = parse_strategies(strategies)
     if adaptive_curve and not replay:
@@ -458,19 +479,17 @@ async def aevaluate(
         raise EvalConfigError(f"engine must be 'asyncio' or 'ray' (got {engine!r})")
     try:
         setup, live_panel = await asyncio.to_thread(build_setup, plan)
-        admission = (
-            live_panel.admission() if live_panel is not None and not replay else _REPLAY_ADMISSION
-        )
         generation = await generate(
             input_spec,
             out / "generations.jsonl",
             EvalProcessor(setup),
-            admission,
+            _admission(None if replay else live_panel, max_rows_in_flight),
             progress=progress,
             limit=limit,
             retry_errors=retry_errors,
             fsync=fsync,
             ray=RayOptions(plan, ray_actors, ray_address) if engine == "ray" else None,
+            stop=stop,
         )
         records = await asyncio.to_thread(read_generations, out / "generations.jsonl")
         judge_backend = (
