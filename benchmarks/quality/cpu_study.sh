@@ -24,15 +24,15 @@ mkdir -p "$OUT"
 seconds_until() { echo $(( $(date -d "$1" +%s) - $(date +%s) )); }
 eval_() { "$PY" -m polyfuse.cli eval "$@" --config "$CONFIG" --no-progress; }
 
-# 1. the pool and the strategies over it; SIGINT at the deadline, like Ctrl-C: rows in flight are
-#    dropped, finished ones are kept, and the same command with --limit 0 reports them. SIGKILL
-#    120 s later if SIGINT was ignored (a background job of a non-interactive shell inherits it
-#    ignored); the eval's store is crash-safe, so that loses nothing either.
+# 1. the pool and the strategies over it. At the deadline SIGINT, like one Ctrl-C: no new
+#    question starts, the ROWS_IN_FLIGHT in flight finish and are reported (the eval exits 130).
+#    SIGKILL 15 minutes later as a backstop; the eval's store is crash-safe, so even that loses
+#    only the questions still in flight.
 left=$(seconds_until "${STUDY_UNTIL:?HH:MM}")
 if [ "$left" -gt 0 ]; then
-  timeout -s INT -k 120 "$left" "$PY" -m polyfuse.cli eval "$DATA" --dataset gsm8k --config "$CONFIG" \
+  timeout -s INT -k 900 "$left" "$PY" -m polyfuse.cli eval "$DATA" --dataset gsm8k --config "$CONFIG" \
     --preset study --strategies single,best-of-n,vote,usc,fuse --limit "${STUDY_N:-500}" \
-    --output "$OUT/study" --no-progress --title "$TITLE"
+    --max-rows-in-flight "${ROWS_IN_FLIGHT:-3}" --output "$OUT/study" --no-progress --title "$TITLE"
 fi
 eval_ "$DATA" --dataset gsm8k --preset study --strategies single,best-of-n,vote,usc,fuse \
   --limit 0 --output "$OUT/study" --title "$TITLE"
@@ -57,8 +57,9 @@ replays=()
 if [ -n "${MOA_UNTIL:-}" ]; then
   left=$(seconds_until "$MOA_UNTIL")
   if [ "$left" -gt 0 ]; then
-    timeout -s INT -k 120 "$left" "$PY" -m polyfuse.cli eval "$OUT/study" --replay --preset study \
+    timeout -s INT -k 900 "$left" "$PY" -m polyfuse.cli eval "$OUT/study" --replay --preset study \
       --config "$CONFIG" --strategies single,vote,moa --limit "${MOA_N:-500}" \
+      --max-rows-in-flight "${ROWS_IN_FLIGHT:-3}" \
       --output "$OUT/moa" --no-progress --title "$TITLE, MoA on the same candidates"
   fi
   eval_ "$OUT/study" --replay --preset study --strategies single,vote,moa --limit 0 \
