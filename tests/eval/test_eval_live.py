@@ -183,3 +183,39 @@ async def test_humaneval_from_the_package_runs_live_and_grades_code(
     assert task.estimates["single"].mean == 1.0  # alpha's body + the prompt's code passes
     assert task.estimates["vote"].mean == 0.0  # beta and gamma agree on the wrong code
     assert {m: e.mean for m, e in task.models.items()} == {"alpha": 1.0, "beta": 0.0, "gamma": 0.0}
+
+
+async def test_an_aggregator_that_falls_back_is_counted_and_reported(
+    tmp_path: Path, make_fake: Callable[..., FakeOpenAIServer], fake_url: str
+) -> None:
+    scripted = make_responder()
+
+    def undecided_selector(body: dict[str, Any], index: int) -> str:
+        system = body["messages"][0]["content"]
+        if isinstance(system, str) and system.startswith("You compare several responses"):
+            return "They all look fine to me."  # names no response: USC falls back
+        return scripted(body, index)
+
+    make_fake(responder=undecided_selector)
+    data = write_jsonl(tmp_path / "sums.jsonl", sum_rows(4))
+    out = tmp_path / "out"
+    result = await aevaluate(
+        data,
+        out,
+        strategies="single,usc,fuse",
+        config=presets_file(tmp_path / "p.toml", fake_url),
+        preset="panel",
+        fsync=False,
+    )
+    task = result.analysis.tasks[0]
+    assert task.fallbacks == {"single": 0, "usc": 4, "fuse": 0}
+    records = read_jsonl(out / "generations.jsonl")
+    assert all(
+        "fell back to an exact-match vote" in r["strategies"]["usc"]["fallback"] for r in records
+    )
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["tasks"][0]["fallbacks"]["usc"] == 4
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "| fell back |" in md
+    usc_row = next(line for line in md.splitlines() if line.startswith("| usc |"))
+    assert usc_row.split(" | ")[6] == "4"

@@ -129,6 +129,9 @@ class TaskResult:
     recommendation: str = ""
     adaptive: dict[str, AdaptiveStats] = field(default_factory=dict[str, AdaptiveStats])
     ceiling: Ceiling | None = None
+    fallbacks: dict[str, int] = field(default_factory=dict[str, int])
+    """Per strategy, the prompts where its aggregator fell back (a USC selector's reply named
+    no response, no Best-of-N score parsed ...): its answer there is the fallback's."""
 
     def spend(self, strategy: str) -> float:
         """Mean tokens per prompt, or calls when no token counts were recorded."""
@@ -469,6 +472,10 @@ def _task_result(
         cost_unit=unit,
     )
     result.adaptive = _adaptive_by_strategy(records, shown)
+    result.fallbacks = {
+        s: sum(1 for r in records if ((r.get("strategies") or {}).get(s) or {}).get("fallback"))
+        for s in shown
+    }
     if metric in ("accuracy", "rubric score"):  # a win rate is not on the candidates' scale
         result.ceiling = _ceiling(per, best, scored_candidates, resamples)
     result.recommendation = _recommend(result)

@@ -268,6 +268,7 @@ def _summary_json(
                 "frontier": [p.strategy for p in t.frontier if p.on_frontier],
                 "failed": t.failed,
                 "no_verdict": t.unscored,
+                "fallbacks": t.fallbacks,
                 "models": {m: estimate(e) for m, e in t.models.items()},
                 "adaptive": {
                     s: {**asdict(a), "saved_share": a.saved_share} for s, a in t.adaptive.items()
