@@ -219,3 +219,24 @@ async def test_an_aggregator_that_falls_back_is_counted_and_reported(
     assert "| fell back |" in md
     usc_row = next(line for line in md.splitlines() if line.startswith("| usc |"))
     assert usc_row.split(" | ")[6] == "4"
+
+
+async def test_selectors_keep_their_scores_and_replies(
+    tmp_path: Path, make_fake: Callable[..., FakeOpenAIServer], fake_url: str
+) -> None:
+    make_fake(responder=make_responder())
+    out = tmp_path / "out"
+    await aevaluate(
+        write_jsonl(tmp_path / "sums.jsonl", sum_rows(2)),
+        out,
+        strategies="single,best-of-n,usc,fuse",
+        config=presets_file(tmp_path / "p.toml", fake_url),
+        preset="panel",
+        fsync=False,
+    )
+    for record in read_jsonl(out / "generations.jsonl"):
+        best, usc, fuse = (record["strategies"][s] for s in ("best-of-n", "usc", "fuse"))
+        assert best["scores"] == {"0": 8.0, "1": 8.0, "2": 8.0}
+        assert best["replies"] == ["Solid. Score: 8"] * 3
+        assert usc["replies"] == ["The most consistent response is Response 3"]
+        assert "replies" not in fuse and "scores" not in fuse  # its answer is its reply

@@ -448,6 +448,12 @@ class EvalProcessor:
         )
         if aggregate.record.fallback_reason:
             entry["fallback"] = aggregate.record.fallback_reason
+        if aggregate.record.scores is not None:  # Best-of-N: each candidate's score
+            entry["scores"] = {str(i): v for i, v in aggregate.record.scores.items()}
+        selector = self.setup.aggregators.get(name)
+        if selector is not None and not selector.synthesizes:
+            # a selector's or grader's own words: why it chose (a synthesis is the answer itself)
+            entry["replies"] = [c.content for c in aggregate.record.calls]
         return entry
 
     @staticmethod
