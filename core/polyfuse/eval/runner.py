@@ -209,7 +209,6 @@ def _finite(value: Any) -> Any:
 async def _inputs(
     source: Path,
     out: Path,
-    chosen: Sequence[str],
     replay: bool,
     pools_format: PoolsFormat,
     panel: Sequence[str] | None,
@@ -429,7 +428,7 @@ async def aevaluate(
     out.mkdir(parents=True, exist_ok=True)
     source = Path(data)
     entries, input_spec = await _inputs(
-        source, out, chosen, replay, pools_format, panel, dataset, prompt_field
+        source, out, replay, pools_format, panel, dataset, prompt_field
     )
     presets = _config(config)
     presets, options = _fusion_options(presets, preset, fusion or {})
