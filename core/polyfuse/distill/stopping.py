@@ -54,14 +54,19 @@ def stop_on_signals(
     stop = StopSignal()
     previous: dict[signal.Signals, Any] = {}
 
-    def restore() -> None:
+    def restore(*, escalate: bool = False) -> None:
         for sig, handler in previous.items():
             loop.remove_signal_handler(sig)
+            if escalate and handler in (signal.SIG_IGN, signal.SIG_DFL):
+                # The process started with the signal ignored (a background job of a
+                # non-interactive shell) or left to the default: having taken the first one,
+                # the next must still stop the run.
+                handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
             signal.signal(sig, handler)
         previous.clear()
 
     def first(sig: signal.Signals) -> None:
-        restore()
+        restore(escalate=True)
         stop.set(sig.name)
         if say is not None:
             say(
