@@ -45,7 +45,8 @@ def stop_on_signals(
 ) -> Generator[StopSignal, None, None]:
     """Within the running event loop: the first SIGINT or SIGTERM sets the yielded
     :class:`StopSignal` (and ``say`` tells the user); the handlers that were there before come
-    back at once, so a second signal acts as it always did (Ctrl-C: ``KeyboardInterrupt``).
+    back at once, so a second signal acts as it always did (Ctrl-C: ``KeyboardInterrupt``),
+    and where the process started with it ignored, as an unignored one would.
 
     Where the loop cannot take signal handlers (not the main thread, Windows) nothing is
     installed and signals keep their usual effect.
