@@ -40,6 +40,15 @@ class Admission:
     sampling_slots: int
     max_in_flight: int
 
+    def capped(self, max_rows_in_flight: int | None) -> Admission:
+        """This admission with at most ``max_rows_in_flight`` rows in flight (``None``: as is)."""
+        if max_rows_in_flight is None:
+            return self
+        return Admission(
+            sampling_slots=min(self.sampling_slots, max_rows_in_flight),
+            max_in_flight=max_rows_in_flight,
+        )
+
     def split(self, workers: int) -> Admission:
         """The share of one of ``workers`` equal workers (at least one row each)."""
         return Admission(

@@ -238,12 +238,7 @@ async def adistill(
             progress.started(summary)
         try:
             if panel is not None and processor is not None:
-                admission = panel.admission()
-                if max_rows_in_flight is not None:
-                    admission = Admission(
-                        sampling_slots=min(admission.sampling_slots, max_rows_in_flight),
-                        max_in_flight=max_rows_in_flight,
-                    )
+                admission = panel.admission().capped(max_rows_in_flight)
                 rows = _pending(input_spec, resume, None, retry_errors=retry_errors, limit=limit)
                 await _run_engine(
                     rows,

@@ -150,15 +150,10 @@ def _read_pool_entries(path: Path, fmt: PoolsFormat) -> list[PoolEntry]:
 
 def _admission(live: Panel | None, max_rows_in_flight: int | None) -> Admission:
     """Rows in flight: enough to fill a live panel's endpoints (replays: many), or the cap."""
-    admission = live.admission() if live is not None else _REPLAY_ADMISSION
-    if max_rows_in_flight is None:
-        return admission
-    if max_rows_in_flight < 1:
+    if max_rows_in_flight is not None and max_rows_in_flight < 1:
         raise EvalConfigError(f"max_rows_in_flight must be >= 1 (got {max_rows_in_flight})")
-    return Admission(
-        sampling_slots=min(admission.sampling_slots, max_rows_in_flight),
-        max_in_flight=max_rows_in_flight,
-    )
+    admission = live.admission() if live is not None else _REPLAY_ADMISSION
+    return admission.capped(max_rows_in_flight)
 
 
 def _fingerprint(payload: Mapping[str, Any]) -> str:
