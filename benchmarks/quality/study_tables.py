@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from polyfuse.eval import bootstrap
-from polyfuse.eval.analysis import read_generations
+from polyfuse.eval.analysis import read_generations, signed_points
 
 T0 = "single T=0"
 
@@ -109,10 +109,6 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def _pts(x: float) -> str:
-    return f"{(round(100 * x, 1) or 0.0):+.1f}"  # no "-0.0"
-
-
 def strategy_table(study: Study, strategies: Sequence[str], resamples: int) -> str:
     prompts = study.prompts(strategies)
     scores: dict[str, list[float | None]] = {
@@ -140,7 +136,7 @@ def strategy_table(study: Study, strategies: Sequence[str], resamples: int) -> s
             c, sign = diffs[(b, a)], -1.0
         low, high = sorted((sign * c.diff.low, sign * c.diff.high))
         star = " *" if (low > 0 or high < 0) else ""
-        return f"{_pts(sign * c.diff.mean)} [{_pts(low)}, {_pts(high)}]{star}"
+        return f"{signed_points(sign * c.diff.mean)} [{signed_points(low)}, {signed_points(high)}]{star}"
 
     lines = [
         f"{len(prompts)} prompts, the same 5 candidates for every strategy; 95% bootstrap CIs "

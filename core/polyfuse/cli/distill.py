@@ -311,7 +311,7 @@ def distill_command(
         print_error(exc)
         raise typer.Exit(1) from None
     _print_summary(console, summary, priced=price_table is not None, list_problems=not progress)
-    left = summary.stats.total - summary.stats.written - summary.stats.failed
+    left = summary.stats.remaining
     if stopped is not None and left > 0:
         console.print(
             f"[yellow]stopped ({escape(stopped)}): {left} row(s) not started[/]; rerun the "

@@ -273,7 +273,7 @@ def eval_command(
         if bar is not None:
             bar.stop()
     _print_result(result, stopped)
-    if stopped is not None and _left(result):
+    if stopped is not None and result.generation.summary.stats.remaining:
         raise typer.Exit(EXIT_STOPPED)
 
 
@@ -284,7 +284,7 @@ def _print_result(result: EvalResult, stopped: str | None) -> None:
     out.print(f"[bold]polyfuse eval[/] {result.analysis.prompts} prompts", highlight=False)
     if summary.already_done:
         out.print(f"  resumed: {summary.already_done} prompt(s) were already generated")
-    left = _left(result)
+    left = summary.stats.remaining
     if stopped is not None and left > 0:
         out.print(
             f"  [yellow]stopped ({escape(stopped)}): {left} prompt(s) not started[/]; "
@@ -318,12 +318,6 @@ def _print_result(result: EvalResult, stopped: str | None) -> None:
     )
 
 
-def _left(result: EvalResult) -> int:
-    """Prompts this run had to do but never started (a signal stopped it)."""
-    stats = result.generation.summary.stats
-    return stats.total - stats.written - stats.failed
-
-
 def _result_lines(result: EvalResult) -> list[str]:
     """Per task: how the adaptive strategies sampled, then the recommendation; then the
     adaptive curve's points."""
@@ -341,14 +335,15 @@ def _adaptive_line(task: TaskResult, name: str, stats: AdaptiveStats) -> str:
         f"{name}: {stats.samples:.2f} of {stats.max_samples:.2f} samples "
         f"({100 * stats.saved_share:.1f}% fewer candidate calls)"
     )
+    from ..eval.analysis import signed_points
     from ..eval.processor import base_strategy
 
     full = base_strategy(name)
     diff = task.comparison(name, full) if full in task.estimates else None
     if diff is not None:
         line += (
-            f"; vs {full} {_signed(diff.diff.mean)} pts "
-            f"(95% CI {_signed(diff.diff.low)} to {_signed(diff.diff.high)})"
+            f"; vs {full} {signed_points(diff.diff.mean)} pts "
+            f"(95% CI {signed_points(diff.diff.low)} to {signed_points(diff.diff.high)})"
         )
     return line
 
@@ -360,16 +355,13 @@ def _curve_line(point: CurvePoint) -> str:
         f"({100 * point.saved_share:.1f}% fewer), accuracy {100 * point.accuracy.mean:.1f}%"
     )
     if point.delta is not None:
+        from ..eval.analysis import signed_points
+
         line += (
-            f", {_signed(point.delta.mean)} pts vs the full vote "
-            f"(95% CI {_signed(point.delta.low)} to {_signed(point.delta.high)})"
+            f", {signed_points(point.delta.mean)} pts vs the full vote "
+            f"(95% CI {signed_points(point.delta.low)} to {signed_points(point.delta.high)})"
         )
     return line
-
-
-def _signed(share: float) -> str:
-    """A share as signed percentage points, one decimal, never ``-0.0``."""
-    return f"{(round(100 * share, 1) or 0.0):+.1f}"
 
 
 def register(app: typer.Typer) -> None:

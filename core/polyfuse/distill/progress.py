@@ -38,6 +38,11 @@ class RunStats:
     started_at: float = field(default_factory=time.perf_counter)
     ended_at: float | None = None
 
+    @property
+    def remaining(self) -> int:
+        """Rows this run had to process and did not (a stop asked for none to start)."""
+        return self.total - self.written - self.failed
+
     def add(self, outcome: RowOutcome) -> None:
         """Count one durable outcome."""
         if outcome.ok:

@@ -27,6 +27,7 @@ __all__ = [
     "analyse",
     "points",
     "read_generations",
+    "signed_points",
 ]
 
 
@@ -305,6 +306,11 @@ def _spend(result: TaskResult) -> tuple[dict[str, float], str]:
 def points(x: float) -> str:
     """A share as percentage points with one decimal (never ``-0.0``)."""
     return f"{(round(100 * x, 1) or 0.0):.1f}"
+
+
+def signed_points(x: float) -> str:
+    """A difference of shares as signed percentage points, one decimal (never ``-0.0``)."""
+    return f"{(round(100 * x, 1) or 0.0):+.1f}"
 
 
 def _ci_text(c: Comparison) -> str:

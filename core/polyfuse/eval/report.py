@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .adaptive_curve import FULL_VOTE, CurvePoint
-from .analysis import EvalAnalysis, TaskResult, points
+from .analysis import EvalAnalysis, TaskResult, points, signed_points
 from .plots import (
     adaptive_curve_plot,
     quality_plot,
@@ -169,7 +169,7 @@ def _adaptive_rows(result: TaskResult) -> list[list[str]]:
                 f"{100 * stats.saved_share:.1f}%",
                 ", ".join(f"{k} {v}" for k, v in stats.stop_reasons.items()),
                 str(stats.shortcuts),
-                "–" if diff is None else f"{full}: {(round(100 * diff.diff.mean, 1) or 0.0):+.1f}",
+                "–" if diff is None else f"{full}: {signed_points(diff.diff.mean)}",
                 "–" if diff is None else f"{points(diff.diff.low)} – {points(diff.diff.high)}",
             ]
         )
@@ -215,7 +215,7 @@ def _ceiling_rows(result: TaskResult) -> list[list[str]]:
         rows.append(
             [
                 name,
-                f"{(round(100 * gap.diff.mean, 1) or 0.0):+.1f}",
+                signed_points(gap.diff.mean),
                 f"{points(gap.diff.low)} – {points(gap.diff.high)}",
                 share,
                 str(gap.diff.n),
