@@ -7,13 +7,13 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from distill_helpers import TEACHERS, read_jsonl, responder, write_prompts
 
 from polyfuse.testing import FakeOpenAIServer, LatencyModel
+from subprocess_helpers import reaped, wait_for_a_request
 
 ROWS = 6
 
@@ -28,19 +28,12 @@ def test_ctrl_c_once_writes_the_rows_in_flight_and_exits_130(
     for name in TEACHERS:
         command += ["--teacher", f"{name}@{fake_url}"]
     command += ["--fusor", f"fusor@{fake_url}", "--max-rows-in-flight", "2", "--no-progress"]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(1200):
-            if fake.requests or child.poll() is not None:
-                break
-            threading.Event().wait(0.05)
-        assert fake.requests, "distill never reached the server"
+    with reaped(
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ) as child:
+        wait_for_a_request(fake, child)
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert child.returncode == 130, stderr
     assert "SIGINT: no new rows are started" in stderr
     assert f"stopped (SIGINT): {ROWS - 2} row(s) not started" in stderr

@@ -6,13 +6,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from eval_helpers import make_responder, presets_file, read_jsonl, sum_rows, write_jsonl
 
 from polyfuse.testing import FakeOpenAIServer, LatencyModel
+from subprocess_helpers import reaped, wait_for_a_request
 
 ROWS = 8
 
@@ -27,28 +27,17 @@ def _command(tmp_path: Path, fake_url: str) -> list[str]:
     ]
 
 
-def _wait_for_a_request(fake: FakeOpenAIServer, child: subprocess.Popen[str]) -> None:
-    for _ in range(1200):
-        if fake.requests or child.poll() is not None:
-            break
-        threading.Event().wait(0.05)
-    assert fake.requests, "the eval never reached the server"
-
-
 def test_ctrl_c_once_finishes_the_prompts_in_flight_and_reports_them(
     tmp_path: Path, make_fake: Callable[..., FakeOpenAIServer], fake_url: str
 ) -> None:
     fake = make_fake(responder=make_responder(), latency=LatencyModel(ttft_s=1.5))
     command = _command(tmp_path, fake_url)
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for_a_request(fake, child)
+    with reaped(
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ) as child:
+        wait_for_a_request(fake, child)
         child.send_signal(signal.SIGINT)
         stdout, stderr = child.communicate(timeout=120)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert child.returncode == 130, stderr
     assert "SIGINT: no new rows are started" in stderr
     # The two prompts in flight finished every strategy and were graded and reported.
@@ -71,18 +60,15 @@ def test_ctrl_c_twice_stops_at_once_and_loses_nothing_written(
     # Each call takes 30 s: nothing can finish between the two signals.
     fake = make_fake(responder=make_responder(), latency=LatencyModel(ttft_s=30.0))
     command = _command(tmp_path, fake_url)
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for_a_request(fake, child)
+    with reaped(
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ) as child:
+        wait_for_a_request(fake, child)
         child.send_signal(signal.SIGINT)
         assert child.stderr is not None
         assert "no new rows are started" in child.stderr.readline()  # the first was taken
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=25)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert child.returncode != 0, stderr
     generations = tmp_path / "out" / "generations.jsonl"
     assert read_jsonl(generations) == []  # stopped mid-call: no record, no torn line
