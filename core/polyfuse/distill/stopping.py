@@ -82,6 +82,8 @@ def stop_on_signals(
         try:
             loop.add_signal_handler(sig, first, sig)
         except (NotImplementedError, RuntimeError, ValueError):
+            # NotImplementedError: a loop without signal support (Windows); RuntimeError or
+            # ValueError: not the main thread. The signal keeps its usual effect, as documented.
             continue
         previous[sig] = handler
     try:
